@@ -1,0 +1,66 @@
+"""Frame in, enhanced frame out: normalisation, the multi-frame window, and the engine call.
+
+:class:`Enhancer` is what the live pipeline and offline ``enhance`` call. For each camera frame it
+computes the input's percentile range, normalises, pushes the frame into a ring buffer of the
+model's ``in_frames`` (a multi-frame model gets a prediction for every frame: until the window is
+full, the earliest frame is repeated), runs the engine and maps the output back to the input's
+intensity units and dtype (or float32).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .engines import Engine, make_engine
+from .modelio import LoadedModel, load_model
+from .normalize import denormalize, normalize, percentile_range
+
+
+class Enhancer:
+    """Enhance single camera frames with a loaded model through an engine."""
+
+    def __init__(
+        self,
+        model: LoadedModel | str = "mito-sr4-fast",
+        engine: Engine | str = "torch",
+        out_dtype: np.dtype | str | None = None,
+    ) -> None:
+        self.model = load_model(model) if isinstance(model, str) else model
+        self.engine = make_engine(engine, self.model) if isinstance(engine, str) else engine
+        self.out_dtype = None if out_dtype is None else np.dtype(out_dtype)
+        self.upscale = self.model.spec.upscale
+        self.in_frames = self.model.spec.in_frames
+        self._window: deque[np.ndarray] = deque(maxlen=self.in_frames)
+        self._prepared: tuple[int, ...] | None = None
+
+    @property
+    def engine_name(self) -> str:
+        return f"{self.engine.name}:{self.engine.device}:{self.engine.precision}"
+
+    def output_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        return shape[0] * self.upscale, shape[1] * self.upscale
+
+    def prepare(self, shape: tuple[int, int]) -> None:
+        """Compile/warm up the engine for frames of ``shape`` (done once per shape)."""
+        full = (1, self.in_frames, *shape)
+        if self._prepared != full:
+            self.engine.prepare(full)
+            self._prepared = full
+
+    def reset(self) -> None:
+        """Forget the multi-frame window (new run, or after a gap)."""
+        self._window.clear()
+
+    def enhance(self, image: np.ndarray) -> np.ndarray:
+        """Enhance one 2-D frame; returns ``out_dtype`` (default: the input's dtype)."""
+        lo, hi = percentile_range(image, self.model.spec.norm_low, self.model.spec.norm_high)
+        x = normalize(image, lo, hi)
+        if not self._window:
+            self._window.extend([x] * self.in_frames)
+        else:
+            self._window.append(x)
+        self.prepare(image.shape)
+        y = self.engine.run(np.stack(self._window)[None])[0, 0]
+        return denormalize(y, lo, hi, self.out_dtype or image.dtype)

@@ -1,0 +1,88 @@
+"""The fast live network: a small U-Net at the *input* resolution, pixel-shuffle at the end.
+
+PSSR upsamples the input 4x first and runs a ResNet-34 U-Net at the output resolution; this net
+does all its work at the camera resolution (and two coarser levels) and only the last layer
+produces ``upscale**2`` sub-pixel channels that :class:`torch.nn.PixelShuffle` rearranges, so it
+costs about ``upscale**2`` times less. A bilinear upsampling of the (centre/newest) input frame is
+added to the output (global residual), which makes training fast and stable. ``upscale=1`` gives
+the denoising variant.
+
+Data flow::
+
+    x (B,F,H,W) -> head 3x3 -> [enc0 @H] -> down -> [enc1 @H/2] -> down -> [mid @H/4]
+                              skip ------------------skip -----------------+
+                -> up -> [dec1 @H/2] -> up -> [dec0 @H] -> 3x3 -> PixelShuffle(s) -> + bilinear(x_ref)
+
+Only conv, ReLU, pixel (un)shuffle and bilinear resize: every engine (TorchScript-free eager,
+torch.compile, ONNX Runtime, OpenVINO, TensorRT) handles it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _ResBlock(nn.Module):
+    """conv-ReLU-conv with identity skip."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.c2(F.relu(self.c1(x))))
+
+
+class FastSRNet(nn.Module):
+    """Small U-Net at input resolution with a pixel-shuffle upsampler.
+
+    Parameters
+    ----------
+    in_frames : int
+        Input frames stacked as channels (1 = single frame, 5 = PSSR-MF).
+    upscale : int
+        Output/input size ratio (4 for super-resolution, 1 for denoising).
+    width : int
+        Channels at the finest level (doubled per level).
+    ref_frame : int
+        Index of the input frame used for the residual (-1 = newest, ``in_frames // 2`` = centre).
+    """
+
+    def __init__(self, in_frames: int = 1, upscale: int = 4, width: int = 24, ref_frame: int = -1):
+        super().__init__()
+        if upscale < 1 or in_frames < 1 or width < 4:
+            raise ValueError("in_frames>=1, upscale>=1 and width>=4 are required")
+        c0, c1, c2 = width, 2 * width, 4 * width
+        self.in_frames, self.upscale, self.ref_frame = in_frames, upscale, ref_frame
+        self.head = nn.Conv2d(in_frames, c0, 3, padding=1)
+        self.enc0 = _ResBlock(c0)
+        self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
+        self.enc1 = _ResBlock(c1)
+        self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.mid = _ResBlock(c2)
+        self.up1 = nn.Conv2d(c2, c1 * 4, 1)
+        self.dec1 = _ResBlock(c1)
+        self.up0 = nn.Conv2d(c1, c0 * 4, 1)
+        self.dec0 = _ResBlock(c0)
+        self.tail = nn.Conv2d(c0, upscale * upscale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(upscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4  # two stride-2 levels need sizes divisible by 4
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
+        e0 = self.enc0(F.relu(self.head(xp)))
+        e1 = self.enc1(F.relu(self.down0(e0)))
+        m = self.mid(F.relu(self.down1(e1)))
+        d1 = self.dec1(F.pixel_shuffle(self.up1(m), 2) + e1)
+        d0 = self.dec0(F.pixel_shuffle(self.up0(d1), 2) + e0)
+        y = self.shuffle(self.tail(d0))
+        if ph or pw:
+            y = y[..., : h * self.upscale, : w * self.upscale]
+        ref = x[:, self.ref_frame : self.ref_frame + 1] if self.ref_frame != -1 else x[:, -1:]
+        if self.upscale > 1:
+            ref = F.interpolate(ref, scale_factor=self.upscale, mode="bilinear", align_corners=False)
+        return y + ref
