@@ -1,0 +1,60 @@
+"""The ``live-pssr`` command: a thin typer layer over the library.
+
+Each command lives in ``live_pssr/commands/<name>.py`` as a function ``command`` (typer options
+in its signature, heavy imports inside the body so ``--help`` is instant); ``bench`` is a group
+whose sub-commands live in ``live_pssr/bench/<name>.py`` the same way. Errors derived from
+:class:`~live_pssr.errors.LivePSSRError` print the problem and the fix and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from .errors import LivePSSRError
+
+COMMANDS = ["demo", "acquire", "info", "view", "enhance", "train", "evaluate", "calibrate", "models"]
+BENCHES = ["pipeline", "engines", "hook", "viewer"]
+
+app = typer.Typer(
+    name="live-pssr",
+    help="Live PSSR: enhance low-light microscopy frames while they are acquired.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks: print a table and write JSON.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _register(target: typer.Typer, package: str, names: list[str]) -> None:
+    for name in names:
+        modname = f"live_pssr.{package}.{name}"
+        try:
+            module = importlib.import_module(modname)
+        except ModuleNotFoundError as err:
+            if err.name == modname:
+                continue  # command not part of this build
+            raise
+        target.command(name)(module.command)
+
+
+_register(app, "commands", COMMANDS)
+_register(bench_app, "bench", BENCHES)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except LivePSSRError as err:
+        typer.secho(f"error: {err.message}", fg="red", err=True)
+        if err.hint:
+            typer.secho(f"  fix: {err.hint}", fg="yellow", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

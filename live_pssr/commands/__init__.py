@@ -1,0 +1,1 @@
+"""One module per CLI command, each exposing ``command`` (see :mod:`live_pssr.cli`)."""
