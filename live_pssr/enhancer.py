@@ -53,14 +53,35 @@ class Enhancer:
         """Forget the multi-frame window (new run, or after a gap)."""
         self._window.clear()
 
-    def enhance(self, image: np.ndarray) -> np.ndarray:
-        """Enhance one 2-D frame; returns ``out_dtype`` (default: the input's dtype)."""
+    def _normalized(self, image: np.ndarray) -> tuple[np.ndarray, float, float]:
         lo, hi = percentile_range(image, self.model.spec.norm_low, self.model.spec.norm_high)
-        x = normalize(image, lo, hi)
+        return normalize(image, lo, hi), lo, hi
+
+    def _run(self, window: list[np.ndarray], lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+        self.prepare(window[-1].shape)
+        y = self.engine.run(np.stack(window)[None])[0, 0]
+        return denormalize(y, lo, hi, self.out_dtype or dtype)
+
+    def enhance(self, image: np.ndarray) -> np.ndarray:
+        """Enhance the next frame of a stream (multi-frame models use the previous frames too).
+
+        Returns ``out_dtype`` (default: the input's dtype), in the input's intensity units.
+        """
+        x, lo, hi = self._normalized(image)
         if not self._window:
             self._window.extend([x] * self.in_frames)
         else:
             self._window.append(x)
-        self.prepare(image.shape)
-        y = self.engine.run(np.stack(self._window)[None])[0, 0]
-        return denormalize(y, lo, hi, self.out_dtype or image.dtype)
+        return self._run(list(self._window), lo, hi, image.dtype)
+
+    def enhance_window(self, frames: list[np.ndarray]) -> np.ndarray:
+        """Enhance the last of ``frames`` (oldest first), statelessly.
+
+        Multi-frame models take the last ``in_frames`` of ``frames``; fewer are padded by
+        repeating the oldest. Intensities map back with the last frame's range.
+        """
+        frames = list(frames)[-self.in_frames:]
+        frames = [frames[0]] * (self.in_frames - len(frames)) + frames
+        normed = [self._normalized(f) for f in frames]
+        _, lo, hi = normed[-1]
+        return self._run([n[0] for n in normed], lo, hi, frames[-1].dtype)

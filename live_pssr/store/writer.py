@@ -1,0 +1,264 @@
+"""Writing a run: :class:`RunStore` appends raw frames, enhanced frames and records.
+
+Threads: the pipeline's raw-writer thread calls :meth:`RunStore.append_raw`, its enhancer thread
+:meth:`RunStore.write_enhanced`; each writes its own chunk files, records go to a locked in-memory
+table. :meth:`RunStore.commit` (called at most every ``commit_interval_s`` by either thread, and on
+close) makes the new frames visible, in an order that keeps the store consistent after a crash:
+
+1. dirty record chunks are rewritten (rows of frames not yet committed are invisible anyway);
+2. the ``frames/*`` columns, then ``0/0`` (raw), then ``1/0`` (enhanced) get the new length ``n``
+   by atomic ``zarr.json`` replacement.
+
+A kill between two replacements leaves lengths that differ by the last batch; the reader takes
+the smallest (all arrays agree on those frames). Enhanced chunks are written whenever they are
+ready; a frame never enhanced reads as zeros and its record says why (pending/skipped/failed).
+
+Errors: a full or read-only disk raises :class:`~live_pssr.errors.StoreWriteError`; everything
+committed before stays readable (metadata is only ever replaced whole).
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreExistsError, StoreWriteError
+from ..frames import Frame
+from . import layout
+from .chunks import ChunkFileArray, write_json_atomic
+from .records import COLUMNS, ROWS_PER_CHUNK, FrameStatus, RecordTable, fill_value
+
+FORMAT = {"format": "live-pssr-run", "version": 1}
+
+
+def _write_error(err: OSError, path: Path) -> StoreWriteError:
+    if err.errno == errno.ENOSPC:
+        what, fix = "the disk is full", "free space or write to another disk (--out)"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        what, fix = "the store is not writable", "choose a writable folder (--out)"
+    else:
+        what, fix = f"writing failed ({err.strerror or err})", "check the disk and the path"
+    return StoreWriteError(
+        f"{what} while writing {path}; the store holds every frame committed before this",
+        fix,
+    )
+
+
+class RunStore:
+    """An OME-Zarr run store being written (see :mod:`live_pssr.store`)."""
+
+    def __init__(self, path: Path, raw: ChunkFileArray, enhanced: ChunkFileArray,
+                 columns: dict[str, ChunkFileArray], run: dict[str, Any],
+                 commit_interval_s: float) -> None:
+        self.path, self.raw, self.enhanced, self.columns = path, raw, enhanced, columns
+        self.run = run
+        self.records = RecordTable()
+        self.commit_interval_s = commit_interval_s
+        self.t0 = time.perf_counter()
+        self.n_appended = 0  # raw chunks on disk
+        self.n_committed = 0  # frames visible to readers
+        self.bytes_written = 0
+        self.closed = False
+        self._commit_lock = threading.Lock()
+        self._last_commit = 0.0
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        raw_shape: tuple[int, int],
+        dtype: np.dtype | str,
+        upscale: int,
+        pixel_size_um: float = 1.0,
+        frame_interval_s: float = 0.0,
+        run_metadata: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        codec: str = "lz4",
+        commit_interval_s: float = 0.05,
+    ) -> RunStore:
+        """Create a new store at ``path`` (refuses an existing path unless ``overwrite``)."""
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise StoreExistsError(
+                    f"output {path} already exists",
+                    "choose another --out path, or pass --overwrite to replace it",
+                )
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        dtype = np.dtype(dtype)
+        h, w = raw_shape
+        eh, ew = h * upscale, w * upscale
+        run = {
+            **FORMAT,
+            "state": "recording",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created_unix": time.time(),
+            "upscale": upscale,
+            "raw_shape": [h, w],
+            "enhanced_shape": [eh, ew],
+            "dtype": dtype.name,
+            "pixel_size_um": pixel_size_um,
+            "frame_interval_s": frame_interval_s,
+            "status_codes": {s.value: s.name.lower() for s in FrameStatus},
+            **(run_metadata or {}),
+        }
+        try:
+            path.mkdir(parents=True)
+            write_json_atomic(path / "zarr.json", _group(layout.root_attrs(run)))
+            (path / "OME").mkdir()
+            write_json_atomic(path / "OME" / "zarr.json", _group(layout.series_attrs()))
+            names = (("raw", layout.RAW, pixel_size_um, (h, w)),
+                     ("enhanced", layout.ENHANCED, pixel_size_um / upscale, (eh, ew)))
+            arrays = []
+            for name, key, px, (yy, xx) in names:
+                (path / key).mkdir()
+                write_json_atomic(path / key / "zarr.json",
+                                  _group(layout.image_attrs(name, px, frame_interval_s)))
+                arrays.append(ChunkFileArray(path / key / "0", (0, 1, yy, xx), (1, 1, yy, xx), dtype,
+                                             codec=codec, dimension_names=("t", "c", "y", "x")))
+            (path / "frames").mkdir()
+            write_json_atomic(path / "frames" / "zarr.json",
+                              _group({"live_pssr": {"columns": list(COLUMNS), **FORMAT}}))
+            columns = {
+                k: ChunkFileArray(path / "frames" / k, (0,), (ROWS_PER_CHUNK,), d, codec="none",
+                                  fill_value=fill_value(k), dimension_names=("t",))
+                for k, d in COLUMNS.items()
+            }
+        except OSError as err:
+            raise _write_error(err, path) from err
+        store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s)
+        store._write_ome_xml(0)
+        return store
+
+    # ------------------------------------------------------------------ writing
+    def now(self) -> float:
+        """Seconds since the store was created (the records' clock)."""
+        return time.perf_counter() - self.t0
+
+    def append_raw(self, frame: Frame, received_s: float | None = None) -> int:
+        """Write the next raw frame (its index must be the next one); returns bytes written."""
+        if frame.index != self.n_appended:
+            raise ValueError(f"raw frames must arrive in order: got {frame.index}, "
+                             f"expected {self.n_appended}")
+        try:
+            nbytes = self.raw.write_chunk((frame.index, 0, 0, 0), frame.image)
+        except OSError as err:
+            raise _write_error(err, self.path) from err
+        self.bytes_written += nbytes
+        self.records.set(frame.index, index=frame.index, camera_time_ms=frame.camera_time_ms,
+                         raw_written_s=self.now(),
+                         **({} if received_s is None else {"received_s": received_s}))
+        self.n_appended += 1
+        self.maybe_commit()
+        return nbytes
+
+    def read_raw(self, index: int) -> np.ndarray:
+        """Read back a raw frame already written (for the backlog)."""
+        chunk = self.raw.read_chunk((index, 0, 0, 0))
+        if chunk is None:
+            raise IndexError(f"raw frame {index} is not in the store")
+        return chunk[0]
+
+    def write_enhanced(self, index: int, image: np.ndarray, status: FrameStatus,
+                       enhance_start_s: float | None = None) -> None:
+        """Write an enhanced frame and its record (any order, any thread)."""
+        try:
+            self.bytes_written += self.enhanced.write_chunk((index, 0, 0, 0), image)
+        except OSError as err:
+            raise _write_error(err, self.path) from err
+        end = self.now()
+        received = self.records.get(index, "received_s")
+        self.records.set(index, status=int(status), enhance_end_s=end,
+                         latency_ms=(end - received) * 1e3 if np.isfinite(received) else np.nan,
+                         **({} if enhance_start_s is None else {"enhance_start_s": enhance_start_s}))
+        self.maybe_commit()
+
+    def set_status(self, index: int, status: FrameStatus, **values: float) -> None:
+        """Record a status without an image (skipped, failed)."""
+        self.records.set(index, status=int(status), **values)
+
+    def maybe_commit(self) -> None:
+        if time.perf_counter() - self._last_commit >= self.commit_interval_s:
+            self.commit()
+
+    def commit(self) -> int:
+        """Make every appended frame and every record change visible; returns frames committed."""
+        with self._commit_lock:
+            n = self.n_appended
+            with self.records.lock:
+                dirty = sorted(self.records.dirty_chunks)
+                self.records.dirty_chunks.clear()
+                chunks = {k: {c: self.records.cols[k][c * ROWS_PER_CHUNK:(c + 1) * ROWS_PER_CHUNK].copy()
+                              for c in dirty} for k in COLUMNS}
+            try:
+                for k, arr in self.columns.items():
+                    for c, data in chunks[k].items():
+                        arr.write_chunk((c,), _pad(data, k))
+                for arr in self.columns.values():
+                    arr.resize((n,))
+                self.raw.resize((n, *self.raw.shape[1:]))
+                self.enhanced.resize((n, *self.enhanced.shape[1:]))
+                if n != self.n_committed:
+                    self._write_ome_xml(n)
+            except OSError as err:
+                with self.records.lock:
+                    self.records.dirty_chunks.update(dirty)
+                raise _write_error(err, self.path) from err
+            self.n_committed = n
+            self._last_commit = time.perf_counter()
+            return n
+
+    def _write_ome_xml(self, n: int) -> None:
+        h, w = self.run["raw_shape"]
+        eh, ew = self.run["enhanced_shape"]
+        px = self.run["pixel_size_um"]
+        xml = layout.ome_xml([
+            {"name": "raw", "size_t": n, "size_y": h, "size_x": w, "pixel_size_um": px,
+             "dtype": self.run["dtype"]},
+            {"name": "enhanced", "size_t": n, "size_y": eh, "size_x": ew,
+             "pixel_size_um": px / self.run["upscale"], "dtype": self.run["dtype"]},
+        ])
+        tmp = self.path / "OME" / ".METADATA.ome.xml.tmp"
+        tmp.write_text(xml)
+        tmp.replace(self.path / "OME" / "METADATA.ome.xml")
+
+    # ------------------------------------------------------------------ closing
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        """Commit everything and record the run's summary; idempotent."""
+        if self.closed:
+            return
+        self.commit()
+        self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
+                        closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        try:
+            write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)))
+        except OSError as err:
+            raise _write_error(err, self.path) from err
+        self.closed = True
+
+    def update_run_metadata(self, **values: Any) -> None:
+        """Add run metadata (e.g. the engine chosen after start)."""
+        self.run.update(values)
+        try:
+            write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)))
+        except OSError as err:
+            raise _write_error(err, self.path) from err
+
+
+def _group(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+
+
+def _pad(data: np.ndarray, name: str) -> np.ndarray:
+    if data.size == ROWS_PER_CHUNK:
+        return data
+    out = np.full(ROWS_PER_CHUNK, fill_value(name), dtype=data.dtype)
+    out[: data.size] = data
+    return out
