@@ -164,7 +164,7 @@ class RunStore:
         chunk = self.raw.read_chunk((index, 0, 0, 0))
         if chunk is None:
             raise IndexError(f"raw frame {index} is not in the store")
-        return chunk[0]
+        return chunk[0, 0]
 
     def write_enhanced(self, index: int, image: np.ndarray, status: FrameStatus,
                        enhance_start_s: float | None = None) -> None:

@@ -1,0 +1,54 @@
+"""The one-slot "latest frame" for display: the acquisition and enhancer threads overwrite it,
+the GUI timer reads it. Never a queue: a slow viewer simply sees fewer frames."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DisplayFrame:
+    """The newest raw frame and the newest enhanced frame (with the raw frame it came from).
+
+    ``seq`` increases with every update, so a viewer can skip redraws when nothing changed.
+    """
+
+    seq: int
+    raw_index: int
+    raw: np.ndarray
+    enhanced_index: int | None = None
+    enhanced: np.ndarray | None = None
+    enhanced_raw: np.ndarray | None = None
+
+
+class DisplaySlot:
+    """Thread-safe holder of the latest :class:`DisplayFrame`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: DisplayFrame | None = None
+
+    def put_raw(self, index: int, raw: np.ndarray) -> None:
+        with self._lock:
+            v = self._value
+            if v is None:
+                self._value = DisplayFrame(1, index, raw)
+            else:
+                self._value = DisplayFrame(v.seq + 1, index, raw, v.enhanced_index, v.enhanced,
+                                           v.enhanced_raw)
+
+    def put_enhanced(self, index: int, raw: np.ndarray, enhanced: np.ndarray) -> None:
+        with self._lock:
+            v = self._value
+            if v is not None and v.enhanced_index is not None and v.enhanced_index > index:
+                return  # a newer enhanced frame is already shown (backlog frames arrive late)
+            seq = 1 if v is None else v.seq + 1
+            raw_index, raw_now = (index, raw) if v is None else (v.raw_index, v.raw)
+            self._value = DisplayFrame(seq, raw_index, raw_now, index, enhanced, raw)
+
+    def get(self) -> DisplayFrame | None:
+        with self._lock:
+            return self._value

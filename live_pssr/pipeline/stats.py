@@ -1,0 +1,129 @@
+"""Counters and rolling rates of a running pipeline, and the end-of-run summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+class RollingWindow:
+    """Timestamped values over the last ``seconds``: rate and percentiles (thread-safe)."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+        self._items: deque[tuple[float, float]] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, value: float = 0.0, t: float | None = None) -> None:
+        t = time.perf_counter() if t is None else t
+        with self._lock:
+            self._items.append((t, value))
+            self._trim(t)
+
+    def _trim(self, now: float) -> None:
+        while self._items and now - self._items[0][0] > self.seconds:
+            self._items.popleft()
+
+    def rate(self) -> float:
+        """Events per second over the window (0 with fewer than two events)."""
+        with self._lock:
+            self._trim(time.perf_counter())
+            if len(self._items) < 2:
+                return 0.0
+            span = self._items[-1][0] - self._items[0][0]
+            return (len(self._items) - 1) / span if span > 0 else 0.0
+
+    def percentiles(self, *qs: float) -> list[float | None]:
+        with self._lock:
+            self._trim(time.perf_counter())
+            vals = np.array([v for _, v in self._items])
+        return [float(np.percentile(vals, q)) if vals.size else None for q in qs]
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """A snapshot for progress lines and the viewer's status bar."""
+
+    state: str
+    frames_acquired: int
+    raw_written: int
+    enhanced_live: int
+    enhanced_after: int
+    skipped: int
+    failed: int
+    backlog: int
+    raw_queue: int
+    enhance_queue: int
+    camera_fps: float
+    enhance_fps: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    engine: str
+    model: str
+    store_path: str
+    store_bytes: int
+    policy: str
+    error: str | None = None
+
+    def line(self) -> str:
+        """One-line progress text."""
+        lat = "-" if self.latency_p50_ms is None else f"{self.latency_p50_ms:.0f}/{self.latency_p99_ms:.0f}"
+        return (f"frames {self.frames_acquired} | raw {self.raw_written} | enhanced "
+                f"{self.enhanced_live}+{self.enhanced_after} | skipped {self.skipped} | "
+                f"backlog {self.backlog} | cam {self.camera_fps:.1f} fps | enh {self.enhance_fps:.1f} fps"
+                f" | latency p50/p99 {lat} ms")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run did, printed at the end and stored in the run metadata."""
+
+    frames_acquired: int
+    raw_written: int
+    enhanced_live: int
+    enhanced_after: int
+    skipped: int
+    failed: int
+    pending: int
+    duration_s: float
+    acquisition_fps: float
+    enhance_fps: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    policy: str
+    engine: str
+    model: str
+    store_path: str
+    errors: list[str]
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self) -> str:
+        lat = ("-" if self.latency_p50_ms is None
+               else f"{self.latency_p50_ms:.1f} / {self.latency_p99_ms:.1f} ms")
+        rows = [
+            ("frames acquired", self.frames_acquired),
+            ("raw written", self.raw_written),
+            ("enhanced live", self.enhanced_live),
+            ("enhanced afterwards", self.enhanced_after),
+            ("skipped (preview)", self.skipped),
+            ("failed", self.failed),
+            ("not enhanced", self.pending),
+            ("acquisition fps", f"{self.acquisition_fps:.1f}"),
+            ("enhancement fps", f"{self.enhance_fps:.1f}"),
+            ("latency p50 / p99", lat),
+            ("policy / engine", f"{self.policy} / {self.engine}"),
+            ("model", self.model),
+            ("store", self.store_path),
+        ]
+        if self.errors:
+            rows.append(("errors", "; ".join(self.errors[:3])))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
