@@ -229,8 +229,7 @@ class LivePipeline:
             pixel_size_um=float(px), frame_interval_s=spec.frame_interval_s, run_metadata=run,
             overwrite=spec.overwrite, codec=spec.codec,
         )
-        if self.enhancer is not None:
-            self.enhancer.prepare(frame.image.shape)
+        # the engine is prepared (compiled, warmed up) on the enhancer thread, never here
 
     # ----------------------------------------------------------------- raw writer
     def _raw_loop(self) -> None:
