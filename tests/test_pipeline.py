@@ -217,7 +217,8 @@ def test_kill_9_mid_run_leaves_a_consistent_store(tmp_path, tiny_model_path):
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            if open_store(out).n_frames >= 60:
+            seen = open_store(out)
+            if seen.n_frames >= 60 and seen.status_counts()["live"] > 0:
                 break
         except Exception:
             pass

@@ -3,9 +3,10 @@
 zarr-python's per-call write path (async codec pipeline) costs milliseconds per frame; a camera
 at 100 fps needs the chunk encoded and written in one step. :class:`ChunkFileArray` creates the
 array with zarr-python (so ``zarr.json`` is exactly what zarr writes), then writes each chunk as
-the file zarr would write (``c/<i>/<j>/...``, codecs ``bytes`` + optional ``blosc``), and commits
-a new shape by rewriting ``zarr.json`` atomically (write a temporary file, ``os.replace``). Any
-reader therefore sees either the old or the new shape, never a torn file. numcodecs' Blosc releases
+the file zarr would write: key ``c.<i>.<j>...`` (the default encoding with a "." separator: one
+flat folder, no directories to create per frame), codecs ``bytes`` + optional ``blosc``. A new
+shape is committed by rewriting ``zarr.json`` atomically (temporary file + ``os.replace``), so
+any reader sees either the old or the new shape, never a torn file. numcodecs' Blosc releases
 the GIL, so encoding overlaps with the other pipeline threads.
 """
 
@@ -70,32 +71,28 @@ class ChunkFileArray:
             fill_value=fill_value,
             compressors=meta if meta is not None else None,
             dimension_names=dimension_names,
+            chunk_key_encoding={"name": "default", "separator": "."},
             zarr_format=3,
             overwrite=True,
         )
         self._meta_path = self.path / "zarr.json"
         self._meta = json.loads(self._meta_path.read_text())
         self.shape = tuple(shape)
-        self._made_dirs: set[Path] = set()
 
-    def encode(self, chunk: np.ndarray) -> bytes:
-        """Encode one full chunk exactly as zarr's codec chain does."""
+    def encode(self, chunk: np.ndarray) -> bytes | memoryview:
+        """Encode one full chunk exactly as zarr's codec chain does (bytes-like)."""
         data = np.ascontiguousarray(chunk, dtype=self.dtype.newbyteorder("<"))
         if data.size != self._chunk_size:
             raise ValueError(f"chunk of shape {data.shape} does not fill chunks {self.chunks}")
-        return data.tobytes() if self._encoder is None else self._encoder.encode(data)
+        return memoryview(data).cast("B") if self._encoder is None else self._encoder.encode(data)
 
     def chunk_path(self, coords: tuple[int, ...]) -> Path:
-        return self.path.joinpath("c", *map(str, coords))
+        return self.path / ".".join(("c", *map(str, coords)))
 
     def write_chunk(self, coords: tuple[int, ...], chunk: np.ndarray) -> int:
         """Encode and write the chunk at grid ``coords``; returns bytes written."""
         blob = self.encode(chunk)
-        p = self.chunk_path(coords)
-        if p.parent not in self._made_dirs:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(p.parent)
-        with open(p, "wb") as f:
+        with open(self.chunk_path(coords), "wb") as f:
             f.write(blob)
         return len(blob)
 

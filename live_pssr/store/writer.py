@@ -2,8 +2,9 @@
 
 Threads: the pipeline's raw-writer thread calls :meth:`RunStore.append_raw`, its enhancer thread
 :meth:`RunStore.write_enhanced`; each writes its own chunk files, records go to a locked in-memory
-table. :meth:`RunStore.commit` (called at most every ``commit_interval_s`` by either thread, and on
-close) makes the new frames visible, in an order that keeps the store consistent after a crash:
+table. :meth:`RunStore.commit` makes the new frames visible. It runs on the store's own committer
+thread every ``commit_interval_s`` (metadata renames cost milliseconds on ext4: they must not sit
+on the raw path) and on close, in an order that keeps the store consistent after a crash:
 
 1. dirty record chunks are rewritten (rows of frames not yet committed are invisible anyway);
 2. the ``frames/*`` columns, then ``0/0`` (raw), then ``1/0`` (enhanced) get the new length ``n``
@@ -66,7 +67,16 @@ class RunStore:
         self.bytes_written = 0
         self.closed = False
         self._commit_lock = threading.Lock()
-        self._last_commit = 0.0
+        self._stop = threading.Event()
+        self.commit_error: StoreWriteError | None = None
+        self._committer = threading.Thread(target=self._commit_loop, name="live-pssr-commit", daemon=True)
+
+    def _commit_loop(self) -> None:
+        while not self._stop.wait(self.commit_interval_s):
+            try:
+                self.commit()
+            except StoreWriteError as err:  # reported by the next append and by close
+                self.commit_error = err
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -81,7 +91,7 @@ class RunStore:
         run_metadata: dict[str, Any] | None = None,
         overwrite: bool = False,
         codec: str = "lz4",
-        commit_interval_s: float = 0.05,
+        commit_interval_s: float = 0.1,
     ) -> RunStore:
         """Create a new store at ``path`` (refuses an existing path unless ``overwrite``)."""
         path = Path(path)
@@ -135,6 +145,8 @@ class RunStore:
             raise _write_error(err, path) from err
         store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s)
         store._write_ome_xml(0)
+        if commit_interval_s > 0:
+            store._committer.start()
         return store
 
     # ------------------------------------------------------------------ writing
@@ -156,7 +168,8 @@ class RunStore:
                          raw_written_s=self.now(),
                          **({} if received_s is None else {"received_s": received_s}))
         self.n_appended += 1
-        self.maybe_commit()
+        if self.commit_error is not None:
+            raise self.commit_error
         return nbytes
 
     def read_raw(self, index: int) -> np.ndarray:
@@ -178,15 +191,10 @@ class RunStore:
         self.records.set(index, status=int(status), enhance_end_s=end,
                          latency_ms=(end - received) * 1e3 if np.isfinite(received) else np.nan,
                          **({} if enhance_start_s is None else {"enhance_start_s": enhance_start_s}))
-        self.maybe_commit()
 
     def set_status(self, index: int, status: FrameStatus, **values: float) -> None:
         """Record a status without an image (skipped, failed)."""
         self.records.set(index, status=int(status), **values)
-
-    def maybe_commit(self) -> None:
-        if time.perf_counter() - self._last_commit >= self.commit_interval_s:
-            self.commit()
 
     def commit(self) -> int:
         """Make every appended frame and every record change visible; returns frames committed."""
@@ -212,7 +220,6 @@ class RunStore:
                     self.records.dirty_chunks.update(dirty)
                 raise _write_error(err, self.path) from err
             self.n_committed = n
-            self._last_commit = time.perf_counter()
             return n
 
     def _write_ome_xml(self, n: int) -> None:
@@ -234,6 +241,9 @@ class RunStore:
         """Commit everything and record the run's summary; idempotent."""
         if self.closed:
             return
+        self._stop.set()
+        if self._committer.is_alive():
+            self._committer.join()
         self.commit()
         self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
                         closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -1,0 +1,175 @@
+"""``live-pssr bench pipeline``: raw write throughput, pipeline overhead, end-to-end live fps.
+
+Rows:
+- ``disk``: the disk's own sequential write speed (O_DIRECT, 8 MiB blocks; buffered + fsync if
+  the file system refuses O_DIRECT), measured in the same run, in the output folder.
+- ``raw-write``: the pipeline with no model (raw only) at 512² and 2048² uint16, camera-like
+  frames submitted as fast as possible; frames/s and MB/s of raw data including the final
+  commit and ``sync``; ratio to the disk speed.
+- ``overhead``: cost of ``submit`` on the acquisition thread (p50/p99), and pipeline time per frame
+  minus the store's own append time per frame (what the threads and queues add).
+- ``live``: the shipped model end to end at 256² input: frames paced at the camera rate (preview)
+  and as fast as possible (complete): enhanced fps, p50/p99 latency from submit to enhanced on disk.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+MB = 1e6
+
+
+def disk_write_speed(folder: Path, total_mb: int = 512) -> tuple[float, str]:
+    """Sequential write speed of the disk under ``folder`` in MB/s, and the method used."""
+    block = 8 << 20
+    buf = mmap.mmap(-1, block)
+    buf.write(np.random.default_rng(0).integers(0, 255, block, dtype=np.uint8).tobytes())
+    path = folder / ".disk-speed.bin"
+    n = max(1, int(total_mb * MB) // block)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o644)
+        method = "O_DIRECT"
+    except OSError:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        method = "buffered+fsync"
+    try:
+        t0 = time.perf_counter()
+        try:
+            for _ in range(n):
+                os.write(fd, buf)
+        except OSError:  # O_DIRECT accepted at open but not at write (e.g. tmpfs)
+            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            method = "buffered+fsync"
+            t0 = time.perf_counter()
+            for _ in range(n):
+                os.write(fd, buf)
+        os.fsync(fd)
+        dt = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return n * block / MB / dt, method
+
+
+def camera_like_frames(shape: tuple[int, int], n: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """Offset + Poisson noise on a smooth structure: compresses like real camera frames."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    base = 200 + 150 * (np.sin(xx / 37.0) * np.cos(yy / 23.0)) ** 2
+    return [(100 + rng.poisson(base)).astype(np.uint16) for _ in range(n)]
+
+
+def bench_raw(folder: Path, shape: tuple[int, int], n_frames: int, codec: str) -> dict:
+    from ..frames import Frame
+    from ..pipeline import LivePipeline, StoreSpec
+    from ..store import RunStore
+
+    frames = camera_like_frames(shape)
+    out = folder / f"raw-{shape[0]}.ome.zarr"
+    p = LivePipeline(None, StoreSpec(out, overwrite=True, codec=codec)).start()
+    submit = []
+    t0 = time.perf_counter()
+    for i in range(n_frames):
+        img = frames[i % len(frames)].copy()  # a fresh buffer per frame, as a camera hands over
+        s = time.perf_counter()
+        p.submit(Frame(i, img, i * 1.0))
+        submit.append(time.perf_counter() - s)
+    p.stop()
+    os.sync()
+    dt = time.perf_counter() - t0
+    mb = n_frames * frames[0].nbytes / MB
+    # the store alone, same frames, same codec: what the pipeline adds on top of it
+    store = RunStore.create(folder / f"store-{shape[0]}.ome.zarr", shape, np.uint16, 1, overwrite=True,
+                            codec=codec)
+    s0 = time.perf_counter()
+    for i in range(n_frames):
+        store.append_raw(Frame(i, frames[i % len(frames)], i * 1.0))
+    store.close()
+    os.sync()
+    store_dt = time.perf_counter() - s0
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    shutil.rmtree(out)
+    shutil.rmtree(folder / f"store-{shape[0]}.ome.zarr")
+    sub = np.array(submit) * 1e3
+    return {
+        "shape": f"{shape[0]}x{shape[1]}", "frames": n_frames, "codec": codec,
+        "fps": n_frames / dt, "MB_s": mb / dt, "compression": n_frames * frames[0].nbytes / size,
+        "submit_p50_ms": float(np.percentile(sub, 50)), "submit_p99_ms": float(np.percentile(sub, 99)),
+        "store_only_fps": n_frames / store_dt,
+        "overhead_ms_per_frame": (dt - store_dt) / n_frames * 1e3,
+    }
+
+
+def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, policy: str,
+               paced_fps: float | None) -> dict:
+    from ..commands._common import build_enhancer
+    from ..frames import Frame
+    from ..pipeline import LivePipeline, StoreSpec
+    from ..sim import MicroscopeConfig, SimulatedMicroscope
+
+    enhancer = build_enhancer(model, (size, size), engine)
+    mic = SimulatedMicroscope(MicroscopeConfig(height=size, width=size, upscale=enhancer.upscale))
+    frames = [mic.frame(t) for t in range(min(n_frames, 50))]
+    enhancer.enhance_window([frames[0]])  # warm-up outside the timing
+    out = folder / f"live-{policy}.ome.zarr"
+    p = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy=policy).start()
+    t0 = time.perf_counter()
+    for i in range(n_frames):
+        if paced_fps:
+            time.sleep(max(0.0, t0 + i / paced_fps - time.perf_counter()))
+        p.submit(Frame(i, frames[i % len(frames)], i * 1e3 / (paced_fps or 1e3)))
+    s = p.stop()
+    dt = time.perf_counter() - t0
+    shutil.rmtree(out)
+    done = s.enhanced_live + s.enhanced_after
+    return {
+        "policy": policy, "camera_fps": s.acquisition_fps, "input": f"{size}x{size}",
+        "engine": s.engine, "model": s.model, "frames": n_frames, "enhanced": done,
+        "skipped": s.skipped, "enhanced_fps": done / dt if policy == "complete" else s.enhance_fps,
+        "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms,
+    }
+
+
+def command(
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = Path(
+        "bench-results/pipeline.json"),
+    out_dir: Annotated[Path | None, typer.Option("--dir", help="Folder on the disk to test.")] = None,
+    frames_512: Annotated[int, typer.Option(help="Frames for the 512² raw test.")] = 1000,
+    frames_2048: Annotated[int, typer.Option(help="Frames for the 2048² raw test.")] = 300,
+    codec: Annotated[str, typer.Option(help="lz4, zstd or none.")] = "lz4",
+    model: Annotated[str, typer.Option(help="Model for the live rows.")] = "mito-sr4-fast",
+    engine: Annotated[str, typer.Option(help="Engine for the live rows.")] = "auto",
+    live_frames: Annotated[int, typer.Option(help="Frames for the live rows.")] = 100,
+    quick: Annotated[bool, typer.Option("--quick", help="Few frames (a smoke run).")] = False,
+) -> None:
+    """Raw write throughput vs the disk, pipeline overhead, end-to-end live fps and latency."""
+    from .report import report
+
+    if quick:
+        frames_512, frames_2048, live_frames = 50, 10, 20
+    folder = Path(tempfile.mkdtemp(prefix="live-pssr-bench-", dir=out_dir))
+    try:
+        disk, method = disk_write_speed(folder)
+        rows: list[dict] = [{"test": "disk", "MB_s": disk, "method": method}]
+        for shape, n in (((512, 512), frames_512), ((2048, 2048), frames_2048)):
+            r = bench_raw(folder, shape, n, codec)
+            r["ratio_to_disk"] = r["MB_s"] / disk
+            rows.append({"test": "raw-write", **r})
+        rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "preview", 20.0)})
+        rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "complete", None)})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report("pipeline", rows, json_path, columns=[
+        "test", "shape", "input", "policy", "fps", "MB_s", "ratio_to_disk", "compression",
+        "submit_p50_ms", "submit_p99_ms", "overhead_ms_per_frame", "store_only_fps", "camera_fps",
+        "enhanced_fps", "latency_p50_ms", "latency_p99_ms", "skipped", "engine"])
