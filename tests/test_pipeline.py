@@ -15,7 +15,13 @@ import pytest
 
 from live_pssr.engines import TorchEngine
 from live_pssr.enhancer import Enhancer
-from live_pssr.errors import FrameFormatError, FrameShapeError, StoreExistsError, StoreWriteError
+from live_pssr.errors import (
+    FrameFormatError,
+    FrameShapeError,
+    ModelFileError,
+    StoreExistsError,
+    StoreWriteError,
+)
 from live_pssr.frames import Frame
 from live_pssr.pipeline import LivePipeline, StoreSpec
 from live_pssr.store import FrameStatus, open_store
@@ -126,9 +132,13 @@ def test_wrong_dtype_rejected_with_fix(tmp_path, tiny_model):
     p = LivePipeline(Enhancer(tiny_model), StoreSpec(tmp_path / "r.ome.zarr")).start()
     with pytest.raises(FrameFormatError, match="float32.*uint16"):
         p.submit(Frame(0, np.zeros((8, 8), np.float32), 0.0))
-    with pytest.raises(FrameFormatError, match="3 dimensions"):
-        p.submit(Frame(0, np.zeros((2, 8, 8), np.uint16), 0.0))
+    with pytest.raises(ModelFileError, match="takes one channel.*3 channels"):
+        p.submit(Frame(0, np.zeros((8, 8, 3), np.uint16), 0.0))
     p.stop()
+    raw_only = LivePipeline(None, StoreSpec(tmp_path / "raw.ome.zarr")).start()
+    with pytest.raises(FrameFormatError, match="3 dimensions"):
+        raw_only.submit(Frame(0, np.zeros((2, 8, 8), np.uint16), 0.0))
+    raw_only.stop()
 
 
 def test_size_change_mid_run_keeps_acquired_frames(tmp_path, tiny_model):

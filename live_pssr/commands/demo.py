@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,5 @@ def command(
     run_live(
         source=source, model=loaded, engine=engine, out=out, overwrite=overwrite, policy=policy,
         frames=frames, headless=headless, screenshot=screenshot,
-        acquisition={"source": "simulated", "config": config.__dict__ if hasattr(config, "__dict__")
-                     else dict(config)},
+        acquisition={"source": "simulated", "microscope": asdict(config)},
     )

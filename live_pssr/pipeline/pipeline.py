@@ -41,6 +41,7 @@ import numpy as np
 from ..enhancer import Enhancer
 from ..errors import LivePSSRError, StoreExistsError, StoreWriteError
 from ..frames import Frame, check_frame
+from ..modelio import check_input_channels
 from ..store import FrameStatus, RunStore
 from .display import DisplayFrame, DisplaySlot
 from .stats import PipelineStats, RollingWindow, Summary
@@ -169,6 +170,9 @@ class LivePipeline:
             raise self._error
         if not self._accepting:
             raise RuntimeError("pipeline is stopped; start a new one for a new run")
+        if self.enhancer is not None and getattr(frame.image, "ndim", 2) == 3:
+            # a multi-channel frame: say which model/channel mismatch it is, not just "3-D"
+            check_input_channels(self.enhancer.model.spec, min(frame.image.shape))
         check_frame(frame.image, self._shape, self._dtype)
         if frame.index != self._n_submitted:
             raise ValueError(f"frame index {frame.index} out of order (expected {self._n_submitted})")
