@@ -14,8 +14,8 @@ $(BIN)/live-pssr: pyproject.toml
 
 setup: $(BIN)/live-pssr
 
+# Opens the viewer where there is a display, runs headless otherwise.
 demo: setup
-	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-$$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || echo offscreen)} \
 	$(BIN)/live-pssr demo --out runs/demo.ome.zarr --overwrite $(ARGS)
 
 test: setup
