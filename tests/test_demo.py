@@ -85,3 +85,19 @@ def test_ctrl_c_closes_the_store_consistently(tmp_path, tiny_model_path):
     assert r.run["summary"]["interrupted"] is True
     assert r.run["summary"]["raw_written"] == r.n_frames
     np.testing.assert_array_equal(r.records["index"], np.arange(r.n_frames))
+
+
+def test_demo_replays_a_recording(tmp_path, tiny_model_path):
+    import tifffile
+
+    stack = (np.random.default_rng(0).poisson(200, (6, 40, 56)) + 100).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "rec.tif", stack, imagej=True, metadata={"axes": "TYX"})
+    out = tmp_path / "replay.ome.zarr"
+    res = runner.invoke(app, ["demo", "--replay", str(tmp_path / "rec.tif"), "--frames", "100", "--out",
+                              str(out), "--headless", "--policy", "complete", "--model",
+                              str(tiny_model_path), "--engine", "torch", "--fps", "100"])
+    assert res.exit_code == 0, res.output
+    r = open_store(out)
+    assert r.n_frames == 6 and r.run["acquisition"]["source"] == "replay"
+    for t in range(6):
+        np.testing.assert_array_equal(r.raw_frame(t), stack[t])

@@ -33,18 +33,26 @@ def command(
     laser_power: Annotated[float, typer.Option(help="Relative laser power (1 = high laser).")] = 0.05,
     seed: Annotated[int, typer.Option(help="Scene and noise seed.")] = 0,
     screenshot: ScreenshotOpt = None,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", help="Replay a recorded timelapse (tif stack or zarr) instead of simulating.")] = None,
+    channel: Annotated[int | None, typer.Option(help="Channel to replay from multi-channel data.")] = None,
 ) -> None:
-    """Run the live pipeline on the simulated microscope (low-laser mitochondria)."""
+    """Run the live pipeline on the simulated microscope (low-laser mitochondria), or replay a recording."""
     from ..modelio import load_model
     from ..sim import MicroscopeConfig
-    from ..sources import SimulatedSource
+    from ..sources import ReplaySource, SimulatedSource
 
     loaded = load_model(model)
-    config = MicroscopeConfig(height=size, width=size, upscale=loaded.spec.upscale, fps=fps,
-                              laser_power=laser_power, seed=seed)
-    source = SimulatedSource(config)
+    if replay is not None:
+        source = ReplaySource(replay, fps=fps, channel=channel)
+        acquisition = {"source": "replay", "path": str(replay), "channel": channel, "fps": fps}
+        frames = min(frames, source.n_frames) if source.n_frames else frames
+    else:
+        config = MicroscopeConfig(height=size, width=size, upscale=loaded.spec.upscale, fps=fps,
+                                  laser_power=laser_power, seed=seed)
+        source = SimulatedSource(config)
+        acquisition = {"source": "simulated", "microscope": asdict(config)}
     run_live(
         source=source, model=loaded, engine=engine, out=out, overwrite=overwrite, policy=policy,
-        frames=frames, headless=headless, screenshot=screenshot,
-        acquisition={"source": "simulated", "microscope": asdict(config)},
+        frames=frames, headless=headless, screenshot=screenshot, acquisition=acquisition,
     )
