@@ -1,0 +1,165 @@
+"""Running the viewer: the QApplication, the event loop, screenshots, Ctrl-C.
+
+Both entry points run on the main thread and return when the window closes. They use a local
+``QEventLoop`` (not ``app.exec()``), so they work whether or not a QApplication already exists
+(tests, notebooks). Ctrl-C in the terminal closes the window and re-raises
+:class:`KeyboardInterrupt` afterwards, so the caller's clean shutdown runs as usual. With no
+display and a screenshot asked for, Qt's ``offscreen`` platform renders the window.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def ensure_app(offscreen: bool = False) -> Any:
+    """The running QApplication, or a new one (``offscreen``: without a display)."""
+    if offscreen and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from qtpy import QtWidgets
+
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        _quiet_offscreen_warnings()
+        app = QtWidgets.QApplication(["live-pssr"])
+        app.setApplicationName("live-pssr")
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(antialias=False)
+    return app
+
+
+def _quiet_offscreen_warnings() -> None:
+    """Drop the offscreen platform's harmless 'propagateSizeHints' warning; pass on the rest."""
+    from qtpy import QtCore
+
+    previous = None
+
+    def handler(mode: Any, context: Any, message: str) -> None:
+        if "propagateSizeHints" in message:
+            return
+        if previous is not None:
+            previous(mode, context, message)
+        else:
+            print(message, file=sys.stderr)
+
+    previous = QtCore.qInstallMessageHandler(handler)
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.name == "nt"
+
+
+@contextmanager
+def _ctrl_c_closes(window: Any):
+    """While the loop runs, SIGINT closes ``window``; yields a flag list set when it did."""
+    hit: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield hit
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:  # runs at the next GUI timer tick
+        hit.append(True)
+        window.close()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_loop(window: Any, watch: Callable[[], None] | None = None, interval_ms: int = 50) -> bool:
+    """Show ``window`` and run an event loop until it closes; True if Ctrl-C closed it."""
+    from qtpy import QtCore
+
+    loop = QtCore.QEventLoop()
+    window.closed.connect(loop.quit)
+    watcher = None
+    if watch is not None:
+        watcher = QtCore.QTimer()
+        watcher.setInterval(interval_ms)
+        watcher.timeout.connect(watch)
+        watcher.start()
+    window.show()
+    with _ctrl_c_closes(window) as hit:
+        if not window._closed:  # noqa: SLF001 - closed before the loop started
+            loop.exec()
+    if watcher is not None:
+        watcher.stop()
+    return bool(hit)
+
+
+def grab_png(window: Any, path: str | Path) -> Path:
+    """Render ``window`` as it is now into a PNG (works offscreen)."""
+    from qtpy import QtWidgets
+
+    QtWidgets.QApplication.processEvents()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path), "PNG"):
+        raise OSError(f"could not write the screenshot {path}")
+    return path
+
+
+def run_live_viewer(pipeline: Any, runner: Any, screenshot: Path | None = None,
+                    screenshot_after: int = 30, refresh_hz: float = 60.0) -> None:
+    """Show the live viewer for ``pipeline`` driven by ``runner``; returns when it closes.
+
+    With ``screenshot``, the window is saved as PNG after ``screenshot_after`` enhanced frames
+    have been shown (or when the run ends), then acquisition stops and the function returns.
+    Closing the window mid-run calls ``runner.stop()``; the caller stops the pipeline.
+    """
+    ensure_app(offscreen=screenshot is not None and not _has_display())
+    from .window import ViewerWindow
+
+    window = ViewerWindow(pipeline=pipeline, runner=runner, refresh_hz=refresh_hz)
+
+    def watch() -> None:
+        if window._closed:  # noqa: SLF001
+            return
+        if window.enhanced_shown >= screenshot_after or window.finished:
+            window.tick()
+            grab_png(window, screenshot)
+            runner.stop()
+            window.close()
+
+    interrupted = _run_loop(window, watch if screenshot is not None else None)
+    window.deleteLater()
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def run_review_viewer(store: str | Path, frame: int = 0, screenshot: Path | None = None,
+                      mode: str = "side") -> None:
+    """Open a run store for review (time slider, records); returns when the window closes.
+
+    With ``screenshot``, frame ``frame`` is drawn, the window saved as PNG, and it closes.
+    """
+    ensure_app(offscreen=screenshot is not None and not _has_display())
+    from .window import ViewerWindow
+
+    window = ViewerWindow(store=store)
+    window.set_mode(mode)
+    window.review(frame)
+    if screenshot is not None:
+        window.show()
+        window.tick()
+        window.fit()
+        window.tick()
+        grab_png(window, screenshot)
+        window.close()
+        window.deleteLater()
+        return
+    interrupted = _run_loop(window)
+    window.deleteLater()
+    if interrupted:
+        raise KeyboardInterrupt

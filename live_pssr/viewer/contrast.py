@@ -1,0 +1,96 @@
+"""Display contrast without Qt: auto levels, histograms, lookup tables, rendering to RGB.
+
+The viewer computes everything it needs per frame from a strided sample of the image (at most
+``MAX_SAMPLES`` pixels), so a 2048² enhanced frame costs as little as a 512² raw one:
+
+- :func:`auto_levels`: the display range from percentiles (as the models normalise their input);
+- :func:`histogram`: counts for the manual-contrast histogram;
+- :func:`lut_table`: the colour tables offered in the viewer (grey, green, magma);
+- :func:`render_rgb`: levels + table -> ``uint8`` RGB, exactly what the panel shows (snapshots);
+- :func:`display_stride`: how many image pixels fall on one screen pixel, so the viewer hands Qt
+  a strided view instead of an image larger than the screen (same look as Qt's nearest-neighbour
+  scaling, a fraction of the cost).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+
+#: lookup tables offered per panel, in menu order
+LUTS = ("grey", "green", "magma")
+#: pixels sampled for auto levels and histograms
+MAX_SAMPLES = 1 << 16
+
+
+def sample(image: np.ndarray, max_samples: int = MAX_SAMPLES) -> np.ndarray:
+    """A strided view of ``image`` with at most about ``max_samples`` pixels."""
+    step = max(1, math.ceil(math.sqrt(image.size / max_samples)))
+    return image[::step, ::step]
+
+
+def auto_levels(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> tuple[float, float]:
+    """Display range ``(lo, hi)`` from the ``low``/``high`` percentiles of a sample of ``image``.
+
+    Always ``hi > lo`` (a flat image gets a range of one intensity unit).
+    """
+    s = sample(image)
+    if s.dtype.kind == "f":
+        s = s[np.isfinite(s)]
+    if s.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(s, [low, high]))
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def histogram(image: np.ndarray, bins: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Bin centres and counts of a sample of ``image`` (for the manual-contrast histogram)."""
+    s = sample(image).ravel()
+    if s.dtype.kind == "f":
+        s = s[np.isfinite(s)]
+    if s.size == 0:
+        return np.zeros(1), np.zeros(1)
+    lo, hi = float(s.min()), float(s.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(s, bins=bins, range=(lo, hi))
+    return (edges[:-1] + edges[1:]) / 2, counts.astype(np.float64)
+
+
+@cache
+def lut_table(name: str) -> np.ndarray:
+    """The ``(256, 3) uint8`` colour table called ``name`` (one of :data:`LUTS`)."""
+    ramp = np.arange(256, dtype=np.uint8)
+    zeros = np.zeros(256, dtype=np.uint8)
+    if name == "grey":
+        table = np.stack([ramp, ramp, ramp], axis=1)
+    elif name == "green":
+        table = np.stack([zeros, ramp, zeros], axis=1)
+    elif name == "magma":
+        import pyqtgraph as pg  # the colour map data ships with pyqtgraph
+
+        table = pg.colormap.get("magma").getLookupTable(nPts=256, alpha=False).astype(np.uint8)
+    else:
+        raise ValueError(f"unknown lookup table {name!r}; choose one of {', '.join(LUTS)}")
+    table.setflags(write=False)
+    return table
+
+
+def render_rgb(image: np.ndarray, levels: tuple[float, float], lut: str = "grey") -> np.ndarray:
+    """Map ``image`` through ``levels`` and the table ``lut`` to ``(H, W, 3) uint8`` RGB."""
+    lo, hi = levels
+    scale = 255.0 / max(hi - lo, 1e-12)
+    idx = np.clip((np.asarray(image, dtype=np.float32) - lo) * scale, 0, 255)
+    idx = np.nan_to_num(idx, nan=0.0).astype(np.uint8)
+    return lut_table(lut)[idx]
+
+
+def display_stride(image_px_per_screen_px: float, max_stride: int = 8) -> int:
+    """The stride that drops pixels Qt would not show anyway (1 when zoomed in)."""
+    if not math.isfinite(image_px_per_screen_px) or image_px_per_screen_px < 2:
+        return 1
+    return int(min(max_stride, math.floor(image_px_per_screen_px)))

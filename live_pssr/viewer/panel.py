@@ -1,0 +1,262 @@
+"""One image panel: a view box with one image item, its contrast (auto / manual with a histogram)
+and its lookup table.
+
+The panel owns the display state of one stream (raw or enhanced): ``levels``, ``auto`` and
+``lut``. Other image items that show the same stream elsewhere (the raw image under the enhanced
+one in split/blend mode) are registered with :meth:`ImagePanel.add_mirror` and follow the same
+levels and table. Coordinates are in enhanced pixels: a raw panel is created with
+``scale=upscale`` so both panels span the same field and can be linked.
+
+Per frame the panel does as little as possible: auto levels from a sample of the frame, a
+strided view of the frame when the view shows more image pixels than screen pixels, one
+``setImage(..., autoLevels=False)``; the histogram is refreshed at most ``HIST_HZ`` times a second.
+A hidden panel keeps the newest frame and draws it when shown again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from qtpy import QtCore, QtWidgets
+
+from .contrast import LUTS, auto_levels, display_stride, histogram, lut_table
+
+HIST_HZ = 4.0
+
+
+def _colormap(name: str) -> pg.ColorMap:
+    """A few-stop colour map of table ``name`` for the (display-only) colour bar."""
+    table = lut_table(name)
+    idx = np.linspace(0, 255, 9).round().astype(int)
+    return pg.ColorMap(idx / 255.0, table[idx])
+
+
+class ImagePanel(QtWidgets.QWidget):
+    """An image view with a title, an auto-contrast switch, a LUT menu and a histogram."""
+
+    #: emitted when the user changes contrast or LUT (not on automatic updates)
+    contrastChanged = QtCore.Signal()
+
+    def __init__(self, title: str, lut: str = "grey", scale: float = 1.0,
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.scale = float(scale)
+        self.image: np.ndarray | None = None
+        self.index: int | None = None
+        self.levels: tuple[float, float] = (0.0, 1.0)
+        self.auto = True
+        self.lut = lut
+        self._mirrors: list[tuple[pg.ImageItem, float]] = []
+        self._stride = 1
+        self._setting = False
+        self._hist_t = 0.0
+        self._dirty = False
+
+        self.title_label = QtWidgets.QLabel(f"<b>{title}</b>")
+        self.info_label = QtWidgets.QLabel("waiting for frames")
+        self.info_label.setStyleSheet("color: gray")
+        self.auto_box = QtWidgets.QCheckBox("auto")
+        self.auto_box.setChecked(True)
+        self.auto_box.setToolTip("Auto contrast: 1-99.8 percentiles of each frame (A: both panels)")
+        self.auto_box.toggled.connect(self.set_auto)
+        self.lut_box = QtWidgets.QComboBox()
+        self.lut_box.addItems(LUTS)
+        self.lut_box.setToolTip("Lookup table")
+        self.lut_box.currentTextChanged.connect(self.set_lut)
+        header = QtWidgets.QHBoxLayout()
+        header.setContentsMargins(4, 2, 4, 0)
+        header.setSpacing(8)
+        for w in (self.title_label, self.info_label):
+            header.addWidget(w)
+        header.addStretch(1)
+        header.addWidget(self.auto_box)
+        header.addWidget(self.lut_box)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.ci.setContentsMargins(0, 0, 0, 0)
+        self.view: pg.ViewBox = self.graphics.addViewBox(row=0, col=0, lockAspect=True, invertY=True,
+                                                         enableMenu=False)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.item)
+        self.hist = pg.HistogramLUTItem(orientation="horizontal")
+        self.hist.vb.setMaximumHeight(60)
+        self.hist.gradient.setEnabled(False)  # a colour bar; the table comes from the menu
+        self.graphics.addItem(self.hist, row=1, col=0)
+        self.hist.sigLevelsChanged.connect(self._levels_from_histogram)
+        self.view.sigRangeChanged.connect(self._range_changed)
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(self.graphics, 1)
+        self.lut_box.setCurrentText(lut)
+        self._apply_lut()
+
+    # ---------------------------------------------------------------- contrast and LUT
+    def set_auto(self, auto: bool) -> None:
+        """Switch auto contrast on (levels follow each frame) or off (levels stay as set)."""
+        self.auto = bool(auto)
+        if self.auto_box.isChecked() != self.auto:
+            self.auto_box.blockSignals(True)
+            self.auto_box.setChecked(self.auto)
+            self.auto_box.blockSignals(False)
+        if self.auto and self.image is not None:
+            self._apply_levels(auto_levels(self.image))
+        self.contrastChanged.emit()
+
+    def set_levels(self, lo: float, hi: float) -> None:
+        """Manual contrast: show intensities ``lo..hi`` (switches auto off)."""
+        self.set_auto(False)
+        self._apply_levels((float(lo), float(hi)))
+        self.contrastChanged.emit()
+
+    def set_lut(self, name: str) -> None:
+        """Use lookup table ``name`` (one of :data:`~live_pssr.viewer.contrast.LUTS`)."""
+        if name not in LUTS:
+            raise ValueError(f"unknown lookup table {name!r}; choose one of {', '.join(LUTS)}")
+        self.lut = name
+        if self.lut_box.currentText() != name:
+            self.lut_box.setCurrentText(name)  # re-enters once through the signal
+            return
+        self._apply_lut()
+        self.contrastChanged.emit()
+
+    def _apply_lut(self) -> None:
+        table = lut_table(self.lut)
+        self.hist.gradient.setColorMap(_colormap(self.lut))
+        self.hist.gradient.showTicks(False)
+        for item in self._items():
+            item.setLookupTable(table)
+
+    def _apply_levels(self, levels: tuple[float, float]) -> None:
+        self.levels = levels
+        for item in self._items():
+            item.setLevels(levels)
+        self._setting = True
+        try:
+            self.hist.setLevels(*levels)
+        finally:
+            self._setting = False
+
+    def _levels_from_histogram(self) -> None:
+        if self._setting:
+            return
+        lo, hi = self.hist.getLevels()
+        if hi <= lo:
+            return
+        self.set_auto(False)
+        self.levels = (float(lo), float(hi))
+        for item in self._items():
+            item.setLevels(self.levels)
+        self.contrastChanged.emit()
+
+    # ---------------------------------------------------------------- images
+    def add_mirror(self, item: pg.ImageItem, scale: float) -> None:
+        """Let ``item`` (elsewhere) follow this panel's levels and LUT; see :meth:`draw_into`."""
+        self._mirrors.append((item, scale))
+        item.setLookupTable(lut_table(self.lut))
+        item.setLevels(self.levels)
+
+    def _items(self) -> list[pg.ImageItem]:
+        return [self.item, *(m for m, _ in self._mirrors)]
+
+    def set_image(self, image: np.ndarray, index: int | None = None, info: str | None = None) -> None:
+        """Show ``image`` (frame ``index``); drawn now if visible, else when the panel is shown."""
+        self.image, self.index = image, index
+        if info is not None:
+            self.info_label.setText(info)
+        elif index is not None:
+            self.info_label.setText(f"#{index}")
+        if self.auto:
+            self._apply_levels(auto_levels(image))
+        if self.isVisible():
+            self._draw()
+        else:
+            self._dirty = True
+
+    def draw_into(self, item: pg.ImageItem, image: np.ndarray, scale: float) -> None:
+        """Draw ``image`` in a mirror item with this panel's levels and LUT."""
+        _set_strided(item, image, self._stride_for(scale), scale, self.levels)
+
+    def _stride_for(self, scale: float) -> int:
+        px = self.view.viewPixelSize()[0]  # view units per screen pixel
+        return display_stride(px / scale if px else 1.0)
+
+    def _draw(self) -> None:
+        if self.image is None:
+            return
+        self._stride = self._stride_for(self.scale)
+        _set_strided(self.item, self.image, self._stride, self.scale, self.levels)
+        self._dirty = False
+        now = time.perf_counter()
+        if now - self._hist_t >= 1.0 / HIST_HZ:
+            self._hist_t = now
+            self.hist.plot.setData(*histogram(self.image))
+            self._setting = True
+            try:
+                self.hist.setLevels(*self.levels)
+            finally:
+                self._setting = False
+
+    def redraw(self) -> None:
+        """Draw the current frame again (after a zoom change or when shown)."""
+        if self.image is not None:
+            self._draw()
+
+    def _range_changed(self) -> None:
+        if self.image is not None and self._stride_for(self.scale) != self._stride:
+            self._dirty = True
+
+    @property
+    def needs_redraw(self) -> bool:
+        return self._dirty and self.isVisible()
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt override
+        super().showEvent(ev)
+        if self._dirty:
+            self._draw()
+
+    # ---------------------------------------------------------------- view
+    def full_rect(self) -> QtCore.QRectF | None:
+        if self.image is None:
+            return None
+        h, w = self.image.shape[:2]
+        return QtCore.QRectF(0, 0, w * self.scale, h * self.scale)
+
+    def fit(self) -> None:
+        """Show the whole field."""
+        rect = self.full_rect()
+        if rect is not None:
+            self.view.setRange(rect, padding=0)
+
+    def rendered_rgb(self) -> np.ndarray | None:
+        """The image item's current rendering as ``(h, w, 3) uint8`` (what the screen shows)."""
+        self.item.render()
+        qimg = self.item.qimage
+        if qimg is None:
+            return None
+        return _qimage_rgb(qimg)
+
+
+def _set_strided(item: pg.ImageItem, image: np.ndarray, stride: int, scale: float,
+                 levels: tuple[float, float]) -> None:
+    shown = image[::stride, ::stride] if stride > 1 else image
+    item.setImage(shown, autoLevels=False, levels=levels)
+    h, w = shown.shape[:2]
+    rect = QtCore.QRectF(0, 0, w * stride * scale, h * stride * scale)
+    if getattr(item, "_live_pssr_rect", None) != rect:
+        item.setRect(rect)
+        item._live_pssr_rect = rect  # noqa: SLF001 - remember to avoid resetting the transform
+
+
+def _qimage_rgb(qimg) -> np.ndarray:
+    from qtpy import QtGui
+
+    img = qimg.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    h, w, bpl = img.height(), img.width(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), dtype=np.uint8, count=h * bpl).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()

@@ -1,0 +1,103 @@
+"""Reading frames back from a run store for review, also while the run is still being written.
+
+:class:`StoreBrowser` keeps one read-only :class:`~live_pssr.store.StoreReader` and re-opens it
+when asked for a frame past the frames it knows, or when its view is older than
+``refresh_s`` (so records of frames enhanced since, e.g. the backlog, show up). The store's
+writer commits by atomic metadata replacement, so a re-open always sees a consistent prefix.
+No Qt here: the viewer calls it from its GUI timer, tests call it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..store import STATUS, StoreReader, open_store
+
+
+@dataclass(frozen=True)
+class ReviewFrame:
+    """One frame of a store: both images and its record (column name -> value)."""
+
+    index: int
+    raw: np.ndarray
+    enhanced: np.ndarray
+    record: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return STATUS.get(int(self.record.get("status", 0)), "unknown")
+
+    @property
+    def enhanced_valid(self) -> bool:
+        """False where the store holds no enhanced image for this frame (zeros on disk)."""
+        return self.status in ("live", "after")
+
+
+def record_text(frame: ReviewFrame) -> str:
+    """One line describing a frame's record, as shown under the time slider."""
+    r = frame.record
+    parts = [f"frame {frame.index}", f"status {frame.status}"]
+    cam = r.get("camera_time_ms", math.nan)
+    if math.isfinite(cam):
+        parts.append(f"camera {cam / 1e3:.3f} s")
+    lat = r.get("latency_ms", math.nan)
+    if math.isfinite(lat):
+        parts.append(f"latency {lat:.0f} ms")
+    start, end = r.get("enhance_start_s", math.nan), r.get("enhance_end_s", math.nan)
+    if math.isfinite(start) and math.isfinite(end):
+        parts.append(f"enhanced at {end:.2f} s (took {(end - start) * 1e3:.0f} ms)")
+    if not frame.enhanced_valid:
+        parts.append("no enhanced image" + (" (newer frame enhanced instead)"
+                                             if frame.status == "skipped" else ""))
+    return " | ".join(parts)
+
+
+class StoreBrowser:
+    """Random access to the frames of a (possibly growing) run store."""
+
+    def __init__(self, path: str | Path, refresh_s: float = 1.0) -> None:
+        self.path = Path(path)
+        self.refresh_s = refresh_s
+        self._reader: StoreReader | None = None
+        self._opened = 0.0
+
+    @property
+    def reader(self) -> StoreReader:
+        if self._reader is None:
+            self.refresh()
+        assert self._reader is not None
+        return self._reader
+
+    def refresh(self) -> int:
+        """Re-open the store; returns the number of frames it now holds."""
+        self._reader = open_store(self.path)
+        self._opened = time.perf_counter()
+        return self._reader.n_frames
+
+    @property
+    def n_frames(self) -> int:
+        return self.reader.n_frames
+
+    @property
+    def upscale(self) -> int:
+        r = self.reader
+        return int(r.run.get("upscale") or max(1, r.enhanced.shape[-1] // r.raw.shape[-1]))
+
+    def frame(self, t: int) -> ReviewFrame:
+        """Frame ``t`` (clamped to the frames committed so far; re-opens to see newer ones)."""
+        stale = time.perf_counter() - self._opened > self.refresh_s
+        if self._reader is None or (stale and (t >= self._reader.n_frames or self._reader.run.get(
+                "state") != "closed")):
+            self.refresh()
+        r = self.reader
+        if r.n_frames == 0:
+            raise IndexError(f"{self.path} holds no frames yet")
+        t = int(min(max(t, 0), r.n_frames - 1))
+        record = {k: v[t].item() for k, v in r.records.items()}
+        return ReviewFrame(t, np.asarray(r.raw_frame(t)), np.asarray(r.enhanced_frame(t)), record)
