@@ -1,0 +1,129 @@
+"""Model cards: the ``NAME.md`` beside every ``NAME.safetensors``, written from the file itself.
+
+:func:`write_card` reads the model's spec (architecture, normalisation, and the provenance the
+trainer stored in ``ModelSpec.training``: config, data sources, crappifiers, time, validation
+scores) and renders it as Markdown, with evaluation results (``scores``: data set -> metric ->
+value, e.g. from ``live-pssr evaluate``) and the config's intended use and limits. A card is
+therefore always in step with its weights; ``scripts/train_models.sh`` rewrites them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..modelio import file_sha256, load_model
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return out
+
+
+def render_card(
+    model_path: str | Path, scores: dict[str, dict[str, Any]] | None = None, notes: str = ""
+) -> str:
+    """Markdown model card for ``model_path`` (see the module docstring)."""
+    m = load_model(model_path)
+    spec, tr = m.spec, m.spec.training
+    cfg = tr.get("config", {})
+    n_params = sum(p.numel() for p in m.net.parameters())
+    path = Path(m.path)
+    size_mb = path.stat().st_size / 1e6
+    precision = "fp16" if cfg.get("model", {}).get("half") else "fp32"
+    task = "super-resolution" if spec.upscale > 1 else "denoising"
+    target = spec.target_frame if spec.in_frames > 1 else "input"
+    lines = [f"# {spec.name}", ""]
+    if cfg.get("description"):
+        lines += [cfg["description"], ""]
+    lines += [
+        "| | |",
+        "|---|---|",
+        f"| file | `{path.name}` ({size_mb:.2f} MB, sha256 `{file_sha256(path)[:16]}...`) |",
+        f"| architecture | `{spec.arch}` {json.dumps(spec.arch_kwargs, sort_keys=True)} |",
+        f"| parameters | {n_params / 1e6:.3f} M ({precision} weights) |",
+        f"| task | {spec.upscale}x {task}, {spec.in_frames} frame(s) in, output for the {target} frame |",
+        f"| normalisation | each input frame by its own {spec.norm_low}/{spec.norm_high} percentiles; "
+        "output mapped back with the newest input's range |",
+        "",
+    ]
+    if cfg.get("intended_use"):
+        lines += ["## Intended use", "", cfg["intended_use"].strip(), ""]
+    lines += ["## Training data", ""]
+    for d in tr.get("data", []):
+        desc = {k: v for k, v in d.items() if k not in ("kind", "weight", "crappifier", "laser_powers")}
+        line = f"- **{d['kind']}** (weight {d['weight']}): " + ", ".join(f"{k} {v}" for k, v in desc.items())
+        if "laser_powers" in d:
+            line += f", laser powers {min(d['laser_powers'])}-{max(d['laser_powers'])} (log-uniform)"
+        if "crappifier" in d:
+            line += f"; crappifier `{json.dumps(d['crappifier'], sort_keys=True)}`"
+        lines.append(line)
+    lines += [
+        "",
+        "Held out of training: the `mito-holdout` images (HeLa mito channel, MiNA test image) "
+        "and FMD fields 11-20 (see `live_pssr/datasets.py`).",
+        "",
+    ]
+    lines += [
+        "## Training",
+        "",
+        f"- {tr.get('steps', '?')} steps (stopped: {tr.get('stopped', '?')}), best validation at step "
+        f"{tr.get('best_step', '?')}; **training time {tr.get('train_time_s', 0) / 60:.1f} min** on "
+        f"{tr.get('device', '?')} ({tr.get('cpu', '?')}, torch {tr.get('torch', '?')})",
+        f"- validation ({tr.get('val_note', '')}): "
+        + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("val", {}).items() if k != "step")
+        + "; bicubic: "
+        + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("val_baseline_bicubic", {}).items()),
+        "",
+    ]
+    if scores:
+        lines += ["## Evaluation", ""]
+        cols = sorted({c for row in scores.values() for c in row})
+        rows = [{"data": name, **row} for name, row in scores.items()]
+        lines += _table(rows, ["data", *cols]) + [""]
+    if notes:
+        lines += [notes.strip(), ""]
+    if cfg.get("limits"):
+        lines += ["## Limits", "", cfg["limits"].strip(), ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```sh",
+        f"live-pssr train --config configs/{spec.name}.yaml --out models/{spec.name}.safetensors",
+        "```",
+        "",
+        "<details><summary>Full training config</summary>",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False).rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(
+    model_path: str | Path,
+    scores: dict[str, dict[str, Any]] | None = None,
+    notes: str = "",
+    out: str | Path | None = None,
+) -> Path:
+    """Write the card next to the model (``NAME.md``) or to ``out``."""
+    out = Path(out) if out else Path(model_path).with_suffix(".md")
+    out.write_text(render_card(model_path, scores, notes))
+    return out
+
+
+__all__ = ["render_card", "write_card"]

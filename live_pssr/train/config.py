@@ -1,0 +1,279 @@
+"""Training configuration: one YAML file says what to train, on what, and how long.
+
+The file is validated by pydantic models (``extra="forbid"``: a misspelt key is an error, not a
+silently ignored default), with ranges on every number and cross-field checks (a denoising model
+cannot train on 4x data, FMD pairs have one frame, ...). :func:`load_config` turns every
+validation problem into a :class:`~live_pssr.errors.ConfigError` naming the file, the field and
+the fix.
+
+Layout (see ``configs/*.yaml``)::
+
+    name: mito-sr4-fast
+    model: {arch: fast-sr, upscale: 4, in_frames: 1, arch_kwargs: {width: 24}, target_frame: newest}
+    data:
+      crop: 64                    # low-res crop side; the target crop is crop * upscale
+      sources:
+        - {kind: sim, weight: 1.0, laser_power: [0.02, 0.2], sequences: 8}
+        - {kind: mito, weight: 1.0, crappifier: {kind: pssr-fluo, scale: 4}}
+        - {kind: images, paths: [my_data/], crappifier: {kind: file, path: calib.yaml}}
+        - {kind: fmd, fields: [1, 10]}
+    train: {steps: 3000, batch: 8, lr: 1e-3, max_minutes: 15, seed: 0}
+
+The whole validated config is stored in the model's ``ModelSpec.training["config"]``, so a model
+file says how to reproduce it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """Which network to train and how its data is shaped."""
+
+    arch: str = "fast-sr"
+    upscale: int = Field(4, ge=1, le=8)
+    in_frames: int = Field(1, ge=1, le=9)
+    #: extra architecture arguments (``width``, ...); upscale and in_frames are filled in from above
+    arch_kwargs: dict[str, Any] = Field(default_factory=dict)
+    target_frame: Literal["newest", "centre"] = "newest"
+    norm_low: float = Field(1.0, ge=0.0, lt=50.0)
+    norm_high: float = Field(99.8, gt=50.0, le=100.0)
+    #: store fp16 weights (halves the file; the reference net ships this way)
+    half: bool = False
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        from ..nets import ARCHITECTURES, _load_optional
+
+        _load_optional()
+        if v not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {v!r}; use one of {sorted(ARCHITECTURES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        for key in ("upscale", "in_frames"):
+            if key in self.arch_kwargs:
+                raise ValueError(f"set {key} in model, not in model.arch_kwargs")
+        if self.target_frame == "centre" and self.in_frames % 2 == 0:
+            raise ValueError("target_frame 'centre' needs an odd in_frames")
+        return self
+
+    def net_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments :func:`live_pssr.nets.build_net` gets (also stored in the spec)."""
+        kw = {"in_frames": self.in_frames, "upscale": self.upscale, **self.arch_kwargs}
+        if self.arch == "fast-sr" and self.in_frames > 1:
+            kw.setdefault("ref_frame", -1 if self.target_frame == "newest" else self.in_frames // 2)
+        return kw
+
+
+class SimSourceConfig(_Strict):
+    """The simulated microscope: input ``frame(t)``, target ``ground_truth(t)``."""
+
+    kind: Literal["sim"]
+    weight: float = Field(1.0, gt=0)
+    #: laser powers are drawn log-uniformly from this range, one per simulated sequence
+    laser_power: tuple[float, float] = (0.02, 0.2)
+    #: independent simulated specimens (seeds); each gives ``timepoints`` consecutive frames
+    sequences: int = Field(6, ge=1, le=1000)
+    timepoints: int = Field(12, ge=1, le=1000)
+    height: int = Field(128, ge=16, le=2048)
+    width: int = Field(128, ge=16, le=2048)
+    seed: int = Field(1000, ge=0)
+    #: further ``MicroscopeConfig`` fields (photons_high, read_noise, psf_sigma_um, ...)
+    microscope: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> SimSourceConfig:
+        lo, hi = self.laser_power
+        if not 0 < lo <= hi <= 10:
+            raise ValueError("laser_power must be [low, high] with 0 < low <= high <= 10")
+        for key in ("height", "width", "upscale", "laser_power", "seed"):
+            if key in self.microscope:
+                raise ValueError(f"set {key} on the sim source itself, not in microscope")
+        return self
+
+
+class CrappifiedSourceBase(_Strict):
+    """High-quality still images degraded on the fly by a crappifier."""
+
+    weight: float = Field(1.0, gt=0)
+    #: ``crappify.make_crappifier`` config; its scale must equal model.upscale
+    crappifier: dict[str, Any] = Field(default_factory=lambda: {"kind": "pssr-fluo", "scale": 4})
+    #: max sub-pixel shift (low-res pixels) between the frames made for a multi-frame input
+    mf_shift: float = Field(0.0, ge=0, le=4)
+
+
+class ImagesSourceConfig(CrappifiedSourceBase):
+    """Folders/files of high-quality images (tif stacks, zarr, OME-Zarr)."""
+
+    kind: Literal["images"]
+    #: files or folders; one channel per file (stacks: every plane is an image)
+    paths: list[Path] = Field(min_length=1)
+
+
+class MitoSourceConfig(CrappifiedSourceBase):
+    """The registered real high-SNR mitochondria training images (``datasets.mito_train_images``)."""
+
+    kind: Literal["mito"]
+
+
+class FMDSourceConfig(_Strict):
+    """Real FMD pairs: one raw confocal frame -> the mean of 50 (denoising, upscale 1)."""
+
+    kind: Literal["fmd"]
+    weight: float = Field(1.0, gt=0)
+    #: inclusive field range; fields 11-20 are the held-out evaluation set
+    fields: tuple[int, int] = (1, 10)
+
+    @model_validator(mode="after")
+    def _check(self) -> FMDSourceConfig:
+        a, b = self.fields
+        if not 1 <= a <= b <= 20:
+            raise ValueError("fields must be [first, last] within 1..20")
+        if b > 10:
+            raise ValueError("FMD fields 11-20 are the held-out evaluation set; train on fields 1-10")
+        return self
+
+
+SourceConfig = Annotated[
+    SimSourceConfig | ImagesSourceConfig | MitoSourceConfig | FMDSourceConfig, Field(discriminator="kind")
+]
+
+
+class DataConfig(_Strict):
+    """Where training pairs come from and how they are cut."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    #: low-res (network input) crop side in pixels; the target crop is crop * upscale
+    crop: int = Field(64, ge=8, le=1024)
+    #: random flips and 90-degree rotations
+    augment: bool = True
+    #: validation pairs drawn once (fixed seed) from the same sources; sim uses unseen specimens
+    val_samples: int = Field(32, ge=1, le=10000)
+    #: skip crops whose target is nearly empty (fraction of the target's range): avoids training on background
+    min_foreground: float = Field(0.0, ge=0, le=1)
+
+
+class TrainConfig(_Strict):
+    """Optimisation schedule."""
+
+    steps: int = Field(2000, ge=1, le=10_000_000)
+    batch: int = Field(8, ge=1, le=4096)
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0, le=1.0)
+    warmup_steps: int = Field(100, ge=0)
+    loss: Literal["l1", "mse"] = "l1"
+    seed: int = Field(0, ge=0)
+    #: stop after this many minutes (the best model so far is kept); None = no limit
+    max_minutes: float | None = Field(None, gt=0)
+    val_every: int = Field(250, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    #: early stop after this many validations without improvement (None = never)
+    patience: int | None = Field(None, ge=1)
+    #: DataLoader worker processes (0 = in the training process)
+    workers: int = Field(0, ge=0, le=64)
+    #: torch threads (None = torch's default)
+    threads: int | None = Field(None, ge=1, le=1024)
+    #: automatic mixed precision on CUDA (autocast + GradScaler); ignored on CPU
+    amp: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.warmup_steps >= self.steps and self.steps > 1:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        return self
+
+
+class Config(_Strict):
+    """A whole training run."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    #: one line for the model card's title
+    description: str = ""
+    #: model-card sections (free text)
+    intended_use: str = ""
+    limits: str = ""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        s = self.model.upscale
+        for i, src in enumerate(self.data.sources):
+            where = f"data.sources[{i}] ({src.kind})"
+            if isinstance(src, CrappifiedSourceBase):
+                scale = src.crappifier.get("scale")
+                if src.crappifier.get("kind") != "file" and scale is not None and scale != s:
+                    raise ValueError(f"{where}: crappifier scale {scale} differs from model.upscale {s}")
+            if isinstance(src, FMDSourceConfig):
+                if s != 1:
+                    raise ValueError(f"{where}: FMD pairs are same-size (denoising); needs model.upscale 1")
+                if self.model.in_frames != 1:
+                    raise ValueError(f"{where}: FMD has one raw frame per field; needs model.in_frames 1")
+        return self
+
+
+def _loc(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate a config mapping; raise :class:`ConfigError` naming ``source`` and the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: a training config must be a mapping, got {type(data).__name__}",
+            "see configs/mito-sr4-fast.yaml for the layout",
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        lines = [f"{_loc(e)}: {e['msg']}" for e in err.errors()[:5]]
+        raise ConfigError(
+            f"{source}: invalid training config: " + "; ".join(lines),
+            f"fix field '{_loc(first)}' (see configs/mito-sr4-fast.yaml and the docstrings in "
+            "live_pssr/train/config.py for allowed values)",
+        ) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"training config {path} does not exist",
+            "pass --config configs/NAME.yaml (shipped configs are in configs/)",
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})", "fix the YAML syntax at the line shown") from err
+    return parse_config(data, str(path))
+
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "FMDSourceConfig",
+    "ImagesSourceConfig",
+    "MitoSourceConfig",
+    "ModelConfig",
+    "SimSourceConfig",
+    "TrainConfig",
+    "load_config",
+    "parse_config",
+]

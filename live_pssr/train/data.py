@@ -1,0 +1,430 @@
+"""Training pairs: (low-quality input frames, high-quality target), made on the fly.
+
+Sources (one class each, chosen by the config's ``kind``):
+
+- :class:`SimPairs`: the simulated microscope. A few specimens (seeds) at log-uniform laser powers
+  are rendered once; a sample is ``frame(t-F+1..t)`` (or centred on ``t``) with ``ground_truth(t)``.
+- :class:`StillPairs`: high-quality still images (the real mito set, or the user's files) degraded
+  *per sample* by a crappifier (``crappify.make_crappifier``): a random target crop, plus a margin
+  so filters see context, is crappified ``in_frames`` times independently (optionally shifted by
+  a sub-pixel amount), then the margin is cut off. Every epoch sees new noise.
+- :class:`FMDPairs`: real raw/avg50 pairs (denoising).
+
+Normalisation is exactly what inference does: each input frame is normalised with the percentile
+range of its *whole* frame (not of the crop: a crop of background would blow the noise up), the
+target with its own whole-image range. For still images the input range is taken from one
+crappified copy of the whole image (noise statistics are stationary, so a fresh copy differs by
+rounding).
+
+:class:`PairDataset` is map-style: sample ``i`` is drawn from ``np.random.default_rng((seed, i))``,
+so a run is reproducible, a resumed run continues with the very samples it would have seen, and
+``DistributedSampler`` can split indices across GPUs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from ..normalize import percentile_range
+from .config import (
+    Config,
+    CrappifiedSourceBase,
+    FMDSourceConfig,
+    ImagesSourceConfig,
+    MitoSourceConfig,
+    SimSourceConfig,
+)
+
+Pair = tuple[np.ndarray, np.ndarray]  # x: (F, h, w) float32, y: (1, h*s, w*s) float32
+
+
+class PairSource(Protocol):
+    """Anything that draws normalised training pairs."""
+
+    name: str
+
+    def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
+        """A normalised pair; ``index`` (the sample's number) lets sources refresh data over time."""
+        ...
+
+
+def _norm(img: np.ndarray, low: float, high: float) -> np.ndarray:
+    lo, hi = percentile_range(img, low, high)
+    return ((img.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
+
+
+def window_indices(t: int, in_frames: int, target_frame: str) -> list[int]:
+    """Frame indices of the input window whose output belongs to frame ``t``."""
+    if target_frame == "newest":
+        return list(range(t - in_frames + 1, t + 1))
+    half = in_frames // 2
+    return list(range(t - half, t + half + 1))
+
+
+def to_unit(img: np.ndarray) -> np.ndarray:
+    """Scale a high-quality image to about [0, 1] (0.01/99.99 percentiles, clipped), float32.
+
+    PSSR's crappifiers add noise whose size is set for images in [0, 1] (their 8-bit data / 255).
+    """
+    img = np.asarray(img, dtype=np.float32)
+    lo, hi = np.percentile(img, (0.01, 99.99))
+    if hi - lo < 1e-6:
+        hi = lo + 1.0
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+class SimPairs:
+    """Pairs from the simulated microscope (pre-rendered specimens, whole-frame normalisation)."""
+
+    def __init__(
+        self,
+        cfg: SimSourceConfig,
+        upscale: int,
+        in_frames: int,
+        target_frame: str,
+        norm: tuple[float, float],
+        seed_offset: int = 0,
+        sequences: int | None = None,
+    ) -> None:
+        from ..sim import MicroscopeConfig, SimulatedMicroscope
+
+        self.name = "sim"
+        self.s, self.f, self.target_frame = upscale, in_frames, target_frame
+        n_seq = sequences or cfg.sequences
+        rng = np.random.default_rng(cfg.seed + seed_offset)
+        lo_p, hi_p = cfg.laser_power
+        self.frames: list[np.ndarray] = []  # (T_all, h, w) normalised
+        self.truths: list[np.ndarray] = []  # (T, H, W) normalised, for the last T time points
+        self.powers: list[float] = []
+        pad_before = in_frames - 1 if target_frame == "newest" else in_frames // 2
+        pad_after = 0 if target_frame == "newest" else in_frames // 2
+        self.offset = pad_before
+        for k in range(n_seq):
+            power = float(math.exp(rng.uniform(math.log(lo_p), math.log(hi_p))))
+            mc = MicroscopeConfig(
+                height=cfg.height,
+                width=cfg.width,
+                upscale=upscale,
+                laser_power=power,
+                seed=cfg.seed + seed_offset + k,
+                **cfg.microscope,
+            )
+            mic = SimulatedMicroscope(mc)
+            frames, truths = [], []
+            for t in range(pad_before + cfg.timepoints + pad_after):
+                if pad_before <= t < pad_before + cfg.timepoints:
+                    frame, truth = mic.acquire(t)
+                    truths.append(_norm(truth, *norm))
+                else:
+                    frame = mic.frame(t)
+                frames.append(_norm(frame, *norm))
+            self.frames.append(np.stack(frames))
+            self.truths.append(np.stack(truths))
+            self.powers.append(power)
+
+    def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
+        k = int(rng.integers(len(self.frames)))
+        t = int(rng.integers(self.truths[k].shape[0]))
+        frames, truth = self.frames[k], self.truths[k][t]
+        h, w = frames.shape[1:]
+        c = min(crop, h, w)
+        i, j = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+        idx = [self.offset + n for n in window_indices(t, self.f, self.target_frame)]
+        x = frames[idx, i : i + c, j : j + c]
+        s = self.s
+        y = truth[None, i * s : (i + c) * s, j * s : (j + c) * s]
+        return x, y
+
+
+class StillPairs:
+    """High-quality still images crappified on the fly, through a small refreshed pool.
+
+    PSSR's crappifiers are not local (they rescale by the image maximum), so each whole image is
+    crappified, never a crop: per image and *period* (``refresh`` samples) ``versions``
+    independently degraded copies are made (seeded by ``(seed, image, version, period)``, memoised)
+    and crops are cut from them. Every period brings fresh noise; each copy is normalised with its
+    own whole-frame percentiles, exactly as a live frame is. Multi-frame inputs take ``in_frames``
+    distinct copies (the non-target ones optionally shifted by up to ``mf_shift`` low-res pixels).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        images: Sequence[np.ndarray],
+        crappifier_cfg: dict,
+        upscale: int,
+        in_frames: int,
+        target_frame: str,
+        norm: tuple[float, float],
+        mf_shift: float = 0.0,
+        seed: int = 0,
+        refresh: int = 2048,
+    ) -> None:
+        from ..crappify import make_crappifier
+
+        self.name = name
+        self.crap = make_crappifier(dict(crappifier_cfg))
+        if self.crap.scale != upscale:
+            raise ConfigError(
+                f"source {name}: crappifier scale {self.crap.scale} differs from upscale {upscale}",
+                "set the crappifier's scale (or the calibration's) to model.upscale",
+            )
+        self.s, self.f, self.target_frame, self.mf_shift = upscale, in_frames, target_frame, mf_shift
+        self.norm, self.seed, self.refresh = norm, seed, refresh
+        self.versions = max(4, in_frames + 2)
+        self.images: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
+        for img in images:
+            img = to_unit(img)
+            h, w = img.shape
+            h, w = h - h % upscale, w - w % upscale
+            if min(h, w) < 4 * upscale:
+                continue
+            img = np.ascontiguousarray(img[:h, :w])
+            self.images.append(img)
+            self.targets.append(_norm(img, *norm))
+        if not self.images:
+            raise ConfigError(
+                f"source {name}: no usable 2-D images (all smaller than {4 * upscale} px)",
+                "point the source at larger high-quality images",
+            )
+        areas = np.array([im.size for im in self.images], dtype=np.float64)
+        self.p = areas / areas.sum()
+        self._memo: dict[tuple[int, int, int], np.ndarray] = {}
+        self._period = -1
+
+    def _copy(self, k: int, v: int, period: int) -> np.ndarray:
+        """Degraded copy ``v`` of image ``k`` in ``period``, normalised (memoised for the period)."""
+        if period != self._period:
+            self._memo.clear()
+            self._period = period
+        key = (k, v, period)
+        if key not in self._memo:
+            rng = np.random.default_rng((self.seed, k, v, period))
+            hi = self.images[k]
+            if v > 0 and self.mf_shift > 0:  # copy 0 is the unshifted (target-aligned) one
+                from scipy.ndimage import shift as nd_shift
+
+                d = rng.uniform(-self.mf_shift, self.mf_shift, 2) * self.s
+                hi = nd_shift(hi, tuple(d), order=1, mode="reflect")
+            self._memo[key] = _norm(np.asarray(self.crap(hi, rng), dtype=np.float32), *self.norm)
+        return self._memo[key]
+
+    def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
+        period = index // self.refresh
+        k = int(rng.choice(len(self.images), p=self.p))
+        s = self.s
+        h, w = self.images[k].shape[0] // s, self.images[k].shape[1] // s
+        c = min(crop, h, w)
+        i, j = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+        target_pos = self.f - 1 if self.target_frame == "newest" else self.f // 2
+        if self.mf_shift > 0:  # target frame: an unshifted copy; the others: shifted copies
+            others = rng.choice(np.arange(1, self.versions), size=self.f - 1, replace=False)
+            picks = [int(v) for v in others]
+            picks.insert(target_pos, 0)
+        else:
+            picks = [int(v) for v in rng.choice(self.versions, size=self.f, replace=False)]
+        x = np.stack([self._copy(k, v, period)[i : i + c, j : j + c] for v in picks])
+        y = self.targets[k][None, i * s : (i + c) * s, j * s : (j + c) * s]
+        return x, y
+
+
+class FMDPairs:
+    """Real FMD raw frame -> 50-frame mean pairs (same size)."""
+
+    def __init__(self, fields: tuple[int, int], norm: tuple[float, float]) -> None:
+        from .. import datasets
+
+        self.name = "fmd"
+        pairs = datasets.fmd_pairs(list(range(fields[0], fields[1] + 1)))
+        if not pairs:
+            raise ConfigError(
+                "no FMD pairs found",
+                "put the real data in ../shared/data/real or set "
+                "$LIVE_PSSR_REAL_DATA, or drop the fmd source",
+            )
+        self.x = [_norm(np.asarray(r, np.float32), *norm) for r, _ in pairs]
+        self.y = [_norm(np.asarray(t, np.float32), *norm) for _, t in pairs]
+
+    def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
+        k = int(rng.integers(len(self.x)))
+        x, y = self.x[k], self.y[k]
+        h, w = x.shape
+        c = min(crop, h, w)
+        i, j = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+        return x[None, i : i + c, j : j + c], y[None, i : i + c, j : j + c]
+
+
+def load_still_images(paths: Sequence[Path], min_side: int = 16) -> list[np.ndarray]:
+    """Every 2-D plane (float32) of the image files/folders in ``paths`` (tif, zarr/OME-Zarr, npy).
+
+    Reading and validation are ``datasets.load_image_folder``'s (errors name the file and the fix);
+    planes smaller than ``min_side`` are skipped; no usable plane at all is a ``ConfigError``.
+    """
+    from .. import datasets
+
+    images: list[np.ndarray] = []
+    for p in paths:
+        images += [img for _, img in datasets.load_image_folder(p) if min(img.shape) >= min_side]
+    if not images:
+        where = ", ".join(str(p) for p in paths)
+        raise ConfigError(
+            f"no usable training images in {where}",
+            f"give folders/files of 2-D images or stacks ({', '.join(datasets.IMAGE_SUFFIXES)}) "
+            f"with planes of at least {min_side}x{min_side} pixels",
+        )
+    return images
+
+
+def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], list[float]]:
+    """Instantiate the config's sources; ``val`` builds the validation variant (unseen sim specimens)."""
+    m = cfg.model
+    norm = (m.norm_low, m.norm_high)
+    sources: list[PairSource] = []
+    weights: list[float] = []
+    for src in cfg.data.sources:
+        if isinstance(src, SimSourceConfig):
+            sources.append(
+                SimPairs(
+                    src,
+                    m.upscale,
+                    m.in_frames,
+                    m.target_frame,
+                    norm,
+                    seed_offset=100_000 if val else 0,
+                    sequences=max(1, min(2, src.sequences)) if val else None,
+                )
+            )
+        elif isinstance(src, CrappifiedSourceBase):
+            if isinstance(src, MitoSourceConfig):
+                from .. import datasets
+
+                images = [np.asarray(im, np.float32) for im in datasets.mito_train_images()]
+                if not images:
+                    raise ConfigError(
+                        "no real mito training images found",
+                        "put the real data in ../shared/data/real or set $LIVE_PSSR_REAL_DATA, "
+                        "or drop the mito source",
+                    )
+                name = "mito"
+            else:
+                assert isinstance(src, ImagesSourceConfig)
+                images = load_still_images(src.paths)
+                name = "images"
+            sources.append(
+                StillPairs(
+                    name,
+                    images,
+                    src.crappifier,
+                    m.upscale,
+                    m.in_frames,
+                    m.target_frame,
+                    norm,
+                    src.mf_shift,
+                    seed=cfg.train.seed + (7 if val else 0),
+                )
+            )
+        elif isinstance(src, FMDSourceConfig):
+            sources.append(FMDPairs(src.fields, norm))
+        weights.append(src.weight)
+    return sources, weights
+
+
+def augment_pair(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Pair:
+    """Same random flip / 90-degree rotation of input and target (last two axes)."""
+    k = int(rng.integers(4))
+    if k:
+        x, y = np.rot90(x, k, axes=(-2, -1)), np.rot90(y, k, axes=(-2, -1))
+    if rng.random() < 0.5:
+        x, y = x[..., ::-1], y[..., ::-1]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def pad_to(x: np.ndarray, y: np.ndarray, crop: int) -> Pair:
+    """Reflect-pad a pair from an image smaller than the crop, so every sample has one size."""
+    h, w = x.shape[-2:]
+    if h >= crop and w >= crop:
+        return x, y
+    s = y.shape[-1] // w
+    ph, pw = max(0, crop - h), max(0, crop - w)
+    x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+    y = np.pad(y, ((0, 0), (0, ph * s), (0, pw * s)), mode="reflect")
+    return x, y
+
+
+class PairDataset(Dataset):
+    """Map-style dataset: item ``i`` is a deterministic random pair (seeded by ``(seed, i)``)."""
+
+    def __init__(
+        self,
+        sources: Sequence[PairSource],
+        weights: Sequence[float],
+        crop: int,
+        length: int,
+        seed: int = 0,
+        augment: bool = True,
+        min_foreground: float = 0.0,
+        offset: int = 0,
+    ) -> None:
+        self.sources = list(sources)
+        w = np.asarray(weights, dtype=np.float64)
+        self.p = w / w.sum()
+        self.crop, self.length, self.seed = crop, length, seed
+        self.augment, self.min_foreground = augment, min_foreground
+        #: index of the first sample (a resumed run skips the samples it has already trained on)
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return self.length
+
+    def draw(self, rng: np.random.Generator, index: int = 0) -> Pair:
+        src = self.sources[int(rng.choice(len(self.sources), p=self.p))]
+        for _ in range(8):
+            x, y = src.sample(rng, self.crop, index)
+            if self.min_foreground <= 0:
+                break
+            lo, hi = np.percentile(y, (1, 99))
+            if hi - lo >= self.min_foreground:
+                break
+        x, y = pad_to(x, y, self.crop)
+        if self.augment:
+            x, y = augment_pair(x, y, rng)
+        return x, y
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.offset + int(i)
+        x, y = self.draw(np.random.default_rng((self.seed, n)), n)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def fixed_batch(
+    sources: Sequence[PairSource], weights: Sequence[float], crop: int, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` validation pairs drawn once with a fixed seed (no augmentation)."""
+    ds = PairDataset(sources, weights, crop, n, seed=seed, augment=False)
+    xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
+    return torch.stack(xs), torch.stack(ys)
+
+
+__all__ = [
+    "FMDPairs",
+    "PairDataset",
+    "PairSource",
+    "SimPairs",
+    "StillPairs",
+    "augment_pair",
+    "build_sources",
+    "fixed_batch",
+    "load_still_images",
+    "pad_to",
+    "to_unit",
+    "window_indices",
+]

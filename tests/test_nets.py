@@ -1,0 +1,122 @@
+"""Networks: shapes and contracts of fast-sr and pssr-resunet; every shipped model loads and runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from live_pssr.errors import ModelFileError
+from live_pssr.nets import ARCHITECTURES, build_net
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "models").glob("*.safetensors"))
+EXPECTED_SHIPPED = {"mito-sr4-fast", "mito-sr4-mf", "denoise-fast", "pssr-resunet-sr4"}
+
+
+@pytest.mark.parametrize(("frames", "scale", "size"), [(1, 4, (32, 32)), (5, 4, (30, 45)), (1, 1, (33, 20))])
+def test_fast_sr_shapes(frames: int, scale: int, size: tuple[int, int]) -> None:
+    net = build_net("fast-sr", in_frames=frames, upscale=scale, width=8).eval()
+    y = net(torch.rand(2, frames, *size))
+    assert y.shape == (2, 1, size[0] * scale, size[1] * scale)
+
+
+def test_fast_sr_residual_is_bilinear_of_reference_frame() -> None:
+    """With a zeroed tail the output is exactly the upsampled reference frame (newest or centre)."""
+    x = torch.rand(1, 5, 16, 16)
+    for ref, idx in ((-1, 4), (2, 2)):
+        net = build_net("fast-sr", in_frames=5, upscale=4, width=4, ref_frame=ref).eval()
+        torch.nn.init.zeros_(net.tail.weight)
+        torch.nn.init.zeros_(net.tail.bias)
+        want = F.interpolate(x[:, idx : idx + 1], scale_factor=4, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(net(x), want)
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+def test_resunet_forward_shapes(frames: int) -> None:
+    net = build_net("pssr-resunet", in_frames=frames, upscale=4, width=0.125).eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, frames, 32, 32)).shape == (2, 1, 128, 128)
+        assert net(torch.rand(1, frames, 20, 27)).shape == (1, 1, 80, 108)  # padded to /32 and cropped
+
+
+def test_resunet_full_width_is_the_published_size() -> None:
+    """Width 1.0 has the ResNet-34 DynamicUnet's ~41 M parameters; 0.25 is 16x smaller."""
+    full = sum(p.numel() for p in build_net("pssr-resunet", width=1.0).parameters())
+    small = sum(p.numel() for p in build_net("pssr-resunet", width=0.25).parameters())
+    assert 40e6 < full < 43e6
+    assert 14 < full / small < 18
+
+
+def test_resunet_layout_and_attention() -> None:
+    from live_pssr.nets.resunet import SelfAttention
+
+    net = build_net("pssr-resunet", width=0.25)
+    assert [len(s) for s in (net.layer1, net.layer2, net.layer3, net.layer4)] == [3, 4, 6, 3]
+    attn = [m for m in net.modules() if isinstance(m, SelfAttention)]
+    assert len(attn) == 1  # second decoder block only, as fastai
+    x = torch.rand(2, attn[0].value.in_channels, 8, 8)
+    torch.testing.assert_close(attn[0](x), x)  # gamma = 0 at init: identity
+    no_attn = build_net("pssr-resunet", width=0.25, self_attention=False)
+    assert not any(isinstance(m, SelfAttention) for m in no_attn.modules())
+
+
+def test_icnr_pixel_shuffle_starts_without_checkerboard() -> None:
+    """ICNR init: the four sub-pixels of each shuffled 2x2 block are equal (before the blur)."""
+    from live_pssr.nets.resunet import PixelShuffleICNR
+
+    ps = PixelShuffleICNR(8, 4, blur=False)
+    y = ps(torch.rand(1, 8, 6, 6))
+    blocks = y.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, 4, 6, 6, 2, 2)
+    torch.testing.assert_close(blocks, blocks[..., :1, :1].expand_as(blocks))
+
+
+def test_subsampled_shortcut_equals_strided_conv() -> None:
+    from live_pssr.nets.resunet import BasicBlock
+
+    blk = BasicBlock(8, 16, stride=2).eval()
+    x = torch.rand(2, 8, 20, 20)
+    conv = blk.down[0]
+    torch.testing.assert_close(blk.down[0](x[..., ::2, ::2]), F.conv2d(x, conv.weight, stride=2))
+
+
+def test_resunet_trains_in_channels_last() -> None:
+    """One CPU training step in channels-last (the trainer's format) runs and gives finite grads."""
+    net = build_net("pssr-resunet", width=0.125).to(memory_format=torch.channels_last)
+    x = torch.rand(4, 1, 32, 32).contiguous(memory_format=torch.channels_last)
+    net(x).square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_unknown_architecture_and_bad_kwargs() -> None:
+    assert {"fast-sr", "pssr-resunet"} <= set(ARCHITECTURES)
+    with pytest.raises(ModelFileError, match="unknown network architecture"):
+        build_net("no-such-net")
+    with pytest.raises(ModelFileError, match="does not accept"):
+        build_net("pssr-resunet", depth=3)
+
+
+def test_all_expected_models_ship() -> None:
+    assert EXPECTED_SHIPPED <= {p.stem for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_model_loads_and_runs(path: Path) -> None:
+    from live_pssr.enhancer import Enhancer
+    from live_pssr.modelio import load_model
+
+    assert path.stat().st_size < 20e6
+    assert path.with_suffix(".md").is_file(), "every shipped model has a model card"
+    model = load_model(path)
+    spec = model.spec
+    assert spec.training.get("train_time_s", 0) > 0 and spec.training.get("config")
+    enh = Enhancer(model, out_dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(spec.in_frames + 1):
+        frame = (100 + rng.poisson(20, (32, 32))).astype(np.uint16)
+        out = enh.enhance(frame)
+    assert out.shape == (32 * spec.upscale, 32 * spec.upscale)
+    assert np.isfinite(out).all()
