@@ -1,0 +1,362 @@
+"""Offline enhancement of recorded data: a file in, the enhanced file out (or arrays in memory).
+
+:func:`enhance_file` is ``live-pssr enhance``: it opens the input lazily
+(:func:`~live_pssr.offline.inputs.open_input`), checks the output path, loads the model, decides
+the tiling (frames larger than ``tile`` go through :class:`~live_pssr.tiling.TiledEngine`; the
+default overlap is the exact one, twice the model's measured receptive field), picks the output
+dtype mapping, builds the engine once (``auto`` is resolved here, so every worker runs the same
+engine), creates the output with its final shape and runs the blocks
+(:mod:`~live_pssr.offline.schedule`). :func:`enhance_array` does the same on a numpy stack in
+memory (for evaluation and notebooks).
+
+Output dtype (``out_dtype``, default: the input's if it is uint8, uint16 or float32, else
+float32): float32 keeps the enhanced values in the input's units. An integer output keeps them
+too when the input is integer-valued and fits its range; otherwise (float or out-of-range input)
+values are rescaled affinely so the input's range (sampled on up to 16 frames) plus 1/8 headroom
+on each side spans the integer range; the mapping is recorded with the data
+(``value = stored / gain + offset``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..modelio import DEFAULT_MODEL, LoadedModel, load_model
+from .inputs import InputStack, check_frame_values, open_input, path_kind
+from .outputs import OutputSpec, create_output
+from .schedule import check_scheduler, plan_blocks, run_dask, run_in_process
+from .work import EnhanceJob, IntensityMap, build_enhancer, make_job_engine
+
+DEFAULT_TILE = 1024
+DEFAULT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+HEADROOM = 1 / 8
+
+#: progress callback: (frames done so far, total frames)
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class EnhanceResult:
+    """What :func:`enhance_file` wrote."""
+
+    output: Path
+    kind: str
+    frames: int
+    shape: tuple[int, ...]
+    dtype: str
+    pixel_size_um: float | None
+    model: str
+    engine: str
+    tile: int | None
+    overlap: int | None
+    workers: int
+    scheduler: str
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "output": str(self.output), "fps": self.fps}
+
+
+# ------------------------------------------------------------------------------------ decisions
+_overlaps: dict[str, tuple[int, int]] = {}
+
+
+def exact_overlap(model: LoadedModel) -> tuple[int, int]:
+    """``(overlap, align)`` that make tiling exact for ``model`` (measured once per model file)."""
+    from ..tiling import net_alignment, receptive_field
+
+    if model.sha256 not in _overlaps:
+        align = net_alignment(model.net)
+        radius = receptive_field(model.net, model.spec.in_frames, align)
+        _overlaps[model.sha256] = (-(-2 * radius // align) * align, align)
+    return _overlaps[model.sha256]
+
+
+def tiling_for(model: LoadedModel, frame_shape: tuple[int, int], tile: int | None,
+               overlap: int | None) -> tuple[int | None, int, int]:
+    """``(tile or None, overlap, align)`` for frames of ``frame_shape``; validates the plan."""
+    from ..tiling import net_alignment, plan_tiles
+
+    if not tile or max(frame_shape) <= tile:
+        return None, 0, net_alignment(model.net)
+    if overlap is None:
+        overlap, align = exact_overlap(model)
+    else:
+        align = net_alignment(model.net)
+    try:
+        plan_tiles(frame_shape, tile, overlap, model.spec.upscale, align)
+    except ValueError as err:
+        raise ConfigError(f"tiling {frame_shape} frames: {err}",
+                          f"use a larger --tile (at least {overlap + align}) or a smaller --overlap") from err
+    return tile, overlap, align
+
+
+def sample_frames(src: Any, n: int = 16) -> list[np.ndarray]:
+    """Up to ``n`` frames evenly spread over the stack (checked for NaN/Inf and constant)."""
+    idx = sorted({int(i) for i in np.linspace(0, src.n_frames - 1, min(n, src.n_frames))})
+    frames = [src.read(i, i + 1)[0] for i in idx]
+    for i, f in zip(idx, frames, strict=True):
+        check_frame_values(f, src.path, i)
+    return frames
+
+
+def choose_intensity(src_dtype: np.dtype, samples: list[np.ndarray], out_dtype: Any = None) -> IntensityMap:
+    """The output dtype and value mapping (see the module docstring)."""
+    src_dtype = np.dtype(src_dtype)
+    if out_dtype is None:
+        dtype = src_dtype if src_dtype in DEFAULT_DTYPES else np.dtype(np.float32)
+    else:
+        try:
+            dtype = np.dtype(out_dtype)
+        except TypeError as err:
+            raise ConfigError(f"unknown output dtype {out_dtype!r}", "use float32 or uint16") from err
+        if dtype not in DEFAULT_DTYPES:
+            raise ConfigError(f"output dtype {dtype} is not supported", "use float32, uint16 or uint8")
+    if dtype.kind == "f":
+        return IntensityMap(dtype)
+    info = np.iinfo(dtype)
+    if src_dtype.kind in "ui" and np.iinfo(src_dtype).min >= info.min and np.iinfo(src_dtype).max <= info.max:
+        return IntensityMap(dtype)
+    lo = float(min(f.min() for f in samples))
+    hi = float(max(f.max() for f in samples))
+    integral = all(np.array_equal(f, np.round(f)) for f in samples)
+    if integral and lo >= info.min and hi <= info.max:
+        return IntensityMap(dtype)
+    span = max(hi - lo, 1e-12)
+    offset = lo - HEADROOM * span
+    gain = (float(info.max) - float(info.min)) / ((1 + 2 * HEADROOM) * span)
+    return IntensityMap(dtype, offset, gain)  # unsigned dtypes only: stored 0 = offset
+
+
+def describe_engine(engine: Any) -> str:
+    return f"{engine.name}:{engine.device}:{engine.precision}"
+
+
+def _engine_name(engine: Any) -> str:
+    """The name a worker rebuilds ``engine`` from: ``base[:precision]``."""
+    return f"{str(engine.name).split('+')[0]}:{engine.precision}"
+
+
+# ------------------------------------------------------------------------------------ the runs
+def enhance_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    model: str | Path | LoadedModel = DEFAULT_MODEL,
+    engine: str = "auto",
+    device: str | None = None,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int | None = None,
+    out_dtype: str | None = None,
+    channel: int | None = None,
+    workers: int = 1,
+    scheduler: str = "threads",
+    overwrite: bool = False,
+    threads: int | None = None,
+    block: int | None = None,
+    progress: ProgressFn | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> EnhanceResult:
+    """Enhance a recorded tif / zarr / OME-Zarr into ``output_path``.
+
+    Parameters
+    ----------
+    input_path, output_path
+        Input file; output ``.tif``/``.tiff`` (ImageJ), ``.ome.tif`` (OME-TIFF), ``.zarr``
+        (zarr array, or an OME-Zarr image for OME-Zarr input) or ``.ome.zarr`` (a run store with
+        raw + enhanced).
+    model
+        Model name, ``.safetensors`` path or a loaded model.
+    engine, device
+        Engine name (``auto``, ``torch``, ``onnxruntime``, ...) and device (default: the engine's).
+    tile, overlap
+        Frames larger than ``tile`` pixels are tiled; ``overlap`` defaults to the exact one.
+        ``tile=None`` never tiles.
+    out_dtype
+        ``float32``, ``uint16`` or ``uint8`` (default: see the module docstring).
+    channel
+        The channel to enhance in multi-channel data.
+    workers, scheduler
+        ``workers=1``: in this thread; more: dask with ``threads``/``processes``, or a
+        dask.distributed address.
+    threads
+        Torch threads per worker (default: cores / workers).
+    block
+        Frames per task (default: 4, or the zarr input's frame chunk up to 32).
+    progress
+        Called with ``(frames done, total)`` as blocks finish.
+    on_start
+        Called once with a description of the run (model, engine, tiling, output) before work.
+    """
+    import os
+
+    t0 = time.perf_counter()
+    output_path = Path(output_path)
+    out_kind = path_kind(output_path)
+    src = open_input(input_path, channel)
+    if output_path.exists() and not overwrite:
+        from ..errors import StoreExistsError
+
+        raise StoreExistsError(f"output {output_path} already exists",
+                               "choose another output path, or pass --overwrite to replace it")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}", "use --workers 1 to run in-process")
+    if workers > 1:
+        check_scheduler(scheduler)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    spec = loaded.spec
+    samples = sample_frames(src)
+    intensity = choose_intensity(src.dtype, samples, out_dtype)
+    tile_, overlap_, align = tiling_for(loaded, src.frame_shape, tile, overlap)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    job = EnhanceJob(source=src, target=None, model_path=loaded.path, engine=engine, device=device,
+                     intensity=intensity, tile=tile_, overlap=overlap_, align=align, threads=threads)
+    eng = make_job_engine(loaded, job)
+    job.engine, job.device = _engine_name(eng), eng.device
+    enhancer = build_enhancer(job, loaded, eng)
+    s = spec.upscale
+    n, h, w = src.shape
+    meta = {
+        "source": str(src.path), "source_kind": src.kind, "source_axes": src.axes, "channel": channel,
+        "model": loaded.model_id, "model_file": loaded.path.name, "upscale": s,
+        "in_frames": spec.in_frames, "target_frame": spec.target_frame,
+        "engine": enhancer.engine_name, "tile": tile_, "overlap": overlap_ if tile_ else None,
+        "intensity": intensity.describe(), "live_pssr_version": _version(),
+    }
+    out_spec = OutputSpec(
+        path=output_path, kind=out_kind, axes=src.axes, shape=(n, h * s, w * s), dtype=intensity.dtype,
+        upscale=s, pixel_size_um=src.pixel_size_um / s if src.pixel_size_um else None,
+        frame_interval_s=src.frame_interval_s, ome=src.kind == "ome-zarr", frame_axis=src.frame_axis,
+        metadata=meta, raw_dtype=src.dtype,
+    )
+    if on_start is not None:
+        on_start({**meta, "input_shape": src.shape, "output": str(output_path),
+                  "output_shape": out_spec.shape, "dtype": np.dtype(intensity.dtype).name, "workers": workers,
+                  "scheduler": scheduler if workers > 1 else "in-process"})
+    job.target = create_output(out_spec, overwrite=overwrite, inputs=(src.path,))
+    blocks = plan_blocks(n, block or _default_block(src, spec.in_frames))
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, n)
+
+    try:
+        if workers == 1:
+            run_in_process(job, blocks, advance, enhancer)
+        else:
+            run_dask(job, blocks, advance, workers, scheduler)
+    finally:
+        src.close()
+    seconds = time.perf_counter() - t0
+    job.target.close({"frames": n, "seconds": seconds, "engine": enhancer.engine_name})
+    return EnhanceResult(
+        output=output_path, kind=out_kind, frames=n,
+        shape=(h * s, w * s) if src.axes == "YX" else (n, h * s, w * s),
+        dtype=np.dtype(intensity.dtype).name, pixel_size_um=out_spec.pixel_size_um,
+        model=loaded.model_id, engine=enhancer.engine_name, tile=tile_, overlap=overlap_ if tile_ else None,
+        workers=workers, scheduler=scheduler if workers > 1 else "in-process", seconds=seconds,
+    )
+
+
+def _default_block(src: InputStack, in_frames: int) -> int:
+    chunk = src.chunk_frames if src.kind in ("zarr", "ome-zarr") else 1
+    return max(4, in_frames, min(chunk, 32))
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class _ArrayStack:
+    """An in-memory ``(n, h, w)`` stack with the :class:`InputStack` reading interface."""
+
+    kind, axes = "array", "TYX"
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.path = data, Path("<array>")
+        self.shape, self.dtype = data.shape, data.dtype
+
+    n_frames = property(lambda self: self.shape[0])
+    frame_shape = property(lambda self: (self.shape[1], self.shape[2]))
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.data[start:stop]
+
+    def clone(self) -> _ArrayStack:
+        return self
+
+    def close(self) -> None:
+        pass
+
+
+class _ArrayTarget:
+    """Collects enhanced frames in a numpy array."""
+
+    shared = False
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+        self.data = np.zeros(shape, dtype)
+
+    def write(self, start: int, enhanced: np.ndarray, raw: np.ndarray | None = None) -> None:
+        self.data[start:start + len(enhanced)] = enhanced
+
+    def clone(self) -> _ArrayTarget:
+        return self
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        pass
+
+
+def enhance_array(
+    stack: np.ndarray,
+    model: str | Path | LoadedModel = DEFAULT_MODEL,
+    engine: Any = "torch",
+    tile: int | None = DEFAULT_TILE,
+    overlap: int | None = None,
+    out_dtype: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Enhance a ``(h, w)`` image or ``(n, h, w)`` stack in memory, exactly as :func:`enhance_file`.
+
+    ``engine`` is a name or an already built engine. Returns ``(h*s, w*s)`` or ``(n, h*s, w*s)``.
+    """
+    data = np.asarray(stack)
+    if data.ndim not in (2, 3):
+        from ..errors import FrameFormatError
+
+        raise FrameFormatError(f"enhance_array takes a 2-D image or a 3-D stack, got shape {data.shape}",
+                               "pass one channel as (h, w) or (frames, h, w)")
+    single = data.ndim == 2
+    src = _ArrayStack(data[None] if single else data)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    intensity = choose_intensity(src.dtype, sample_frames(src), out_dtype)
+    tile_, overlap_, align = tiling_for(loaded, src.frame_shape, tile, overlap)
+    s = loaded.spec.upscale
+    target = _ArrayTarget((src.n_frames, src.shape[1] * s, src.shape[2] * s), intensity.dtype)
+    job = EnhanceJob(source=src, target=target, model_path=loaded.path,  # type: ignore[arg-type]
+                     engine=engine if isinstance(engine, str) else "torch", device=device,
+                     intensity=intensity, tile=tile_, overlap=overlap_, align=align, threads=threads)
+    eng = make_job_engine(loaded, job) if isinstance(engine, str) else engine
+    enhancer = build_enhancer(job, loaded, eng)
+    run_in_process(job, plan_blocks(src.n_frames, max(4, loaded.spec.in_frames)), lambda k: None, enhancer)
+    return target.data[0] if single else target.data
+
+
+__all__ = ["DEFAULT_TILE", "EnhanceResult", "choose_intensity", "enhance_array", "enhance_file",
+           "exact_overlap", "tiling_for"]

@@ -1,0 +1,256 @@
+"""What one worker does: enhance a block of consecutive frames and write them to the output.
+
+An :class:`EnhanceJob` is the picklable description of a whole offline run (input view, output
+target, model file, resolved engine, tiling, intensity mapping, threads). :func:`enhance_block`
+is the unit of work for every scheduler (the in-process loop, dask threads/processes, a
+dask.distributed cluster): it reads frames ``start:stop`` (plus the neighbours a multi-frame model
+needs), enhances each and writes them, and returns the number of frames done. Workers cache
+their model, engine and file handles per thread (:func:`worker_resources`), so the model is
+loaded once per worker, not per block.
+
+Per frame, enhancement is :class:`~live_pssr.enhancer.Enhancer`'s: percentile normalisation of
+every input frame, the engine (wrapped in :class:`~live_pssr.tiling.TiledEngine` for frames larger
+than the tile), and mapping back with the *target* frame's range. Multi-frame models get the
+window of ``in_frames`` frames ending at (``target_frame="newest"``) or centred on (``"centre"``)
+each frame, the stack's edges padded by repeating the first/last frame.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .inputs import InputStack, check_frame_values
+
+
+@dataclass(frozen=True)
+class IntensityMap:
+    """How enhanced float32 values (in the input's units) become the output dtype.
+
+    ``stored = (value - offset) * gain``, rounded and clipped for integer dtypes; the identity
+    (offset 0, gain 1) keeps the input's units.
+    """
+
+    dtype: np.dtype
+    offset: float = 0.0
+    gain: float = 1.0
+
+    @property
+    def identity(self) -> bool:
+        return self.offset == 0.0 and self.gain == 1.0
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        from ..normalize import denormalize
+
+        if self.identity:
+            return values.astype(self.dtype, copy=False)
+        # denormalize(x, lo, hi) = x * (hi - lo) + lo, rounded/clipped to the dtype
+        lo = -self.offset * self.gain
+        return denormalize(values, lo, lo + self.gain, self.dtype)
+
+    def describe(self) -> dict[str, Any]:
+        return {"dtype": np.dtype(self.dtype).name, "offset": self.offset, "gain": self.gain,
+                "meaning": "value = stored / gain + offset"}
+
+
+def window_indices(t: int, n: int, in_frames: int, target_frame: str) -> tuple[list[int], int]:
+    """Frames of the window whose output belongs to frame ``t`` (edges repeat), and ``t``'s position."""
+    if target_frame == "newest":
+        first, ref = t - in_frames + 1, in_frames - 1
+    elif target_frame == "centre":
+        first, ref = t - in_frames // 2, in_frames // 2
+    else:
+        raise ConfigError(f"unknown target_frame {target_frame!r} in the model spec",
+                          "the model file is from a newer live-pssr; upgrade")
+    return [min(max(first + i, 0), n - 1) for i in range(in_frames)], ref
+
+
+@dataclass
+class EnhanceJob:
+    """A whole offline run, as every worker needs it (picklable)."""
+
+    source: InputStack
+    target: Any
+    model_path: Path
+    engine: str
+    device: str | None
+    intensity: IntensityMap
+    tile: int | None = None
+    overlap: int = 0
+    align: int = 4
+    threads: int | None = None
+    token: str = field(default_factory=lambda: os.urandom(6).hex())
+
+    def tiling(self) -> bool:
+        return self.tile is not None and max(self.source.frame_shape) > self.tile
+
+
+# ----------------------------------------------------------------------------- worker resources
+_cache: dict[tuple[str, int], WorkerResources] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass
+class WorkerResources:
+    enhancer: Any
+    source: InputStack
+    target: Any
+
+
+def build_enhancer(job: EnhanceJob, model: Any = None, engine: Any = None) -> Any:
+    """The per-worker :class:`Enhancer` of ``job`` (``model``/``engine`` reused when given)."""
+    from ..enhancer import Enhancer
+    from ..modelio import load_model
+    from ..tiling import TiledEngine
+
+    model = load_model(job.model_path) if model is None else model
+    if engine is None:
+        engine = make_job_engine(model, job)
+    if job.tiling() and not isinstance(engine, TiledEngine):
+        engine = TiledEngine(engine, model.spec.upscale, job.tile, job.overlap, job.align)
+    out = None if job.intensity.identity else np.float32
+    return Enhancer(model, engine=engine, out_dtype=out if out is not None else job.intensity.dtype)
+
+
+def engine_shape(job: EnhanceJob) -> tuple[int, int]:
+    """The frame shape the engine is built for (the tile when tiling)."""
+    h, w = job.source.frame_shape
+    return (min(h, job.tile), min(w, job.tile)) if job.tiling() else (h, w)  # type: ignore[type-var]
+
+
+def make_job_engine(model: Any, job: EnhanceJob) -> Any:
+    """Build (and for named engines: gate) the engine ``job.engine`` on ``job.device``."""
+    try:
+        from ..engines import select_engine
+    except ImportError:  # engine selection not part of this build: build by name
+        from ..engines import make_engine
+
+        return make_engine(job.engine, model, device=job.device or "cpu")
+    return select_engine(model, engine_shape(job), name=job.engine, device=job.device)
+
+
+def worker_resources(job: EnhanceJob) -> WorkerResources:
+    """This thread's enhancer, input handle and output handle for ``job`` (built once per thread)."""
+    key = (job.token, threading.get_ident())
+    res = _cache.get(key)
+    if res is None:
+        if job.threads is not None:  # dask process workers start with torch's default
+            import torch
+
+            if torch.get_num_threads() != job.threads:
+                torch.set_num_threads(job.threads)
+        res = WorkerResources(build_enhancer(job), job.source.clone(), job.target.clone())
+        with _cache_lock:
+            for old in [k for k in _cache if k[1] == key[1]]:  # one job per thread at a time
+                _drop(old)
+            _cache[key] = res
+    return res
+
+
+def adopt_resources(job: EnhanceJob, enhancer: Any) -> None:
+    """Use ``enhancer`` (already built in this thread) for ``job`` in this thread."""
+    with _cache_lock:
+        _cache[(job.token, threading.get_ident())] = WorkerResources(
+            enhancer, job.source.clone(), job.target.clone())
+
+
+def release_resources(job: EnhanceJob) -> None:
+    """Drop every thread's cached resources of ``job`` in this process (closing file handles)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] == job.token]:
+            _drop(key)
+
+
+def _drop(key: tuple[str, int]) -> None:
+    res = _cache.pop(key)
+    res.source.close()
+    if res.target is not None and not getattr(res.target, "shared", False):
+        res.target.close()
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Set torch's intra-op threads for a block of code (restored after)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- the unit of work
+def enhance_frames(enhancer: Any, frames: np.ndarray, first: int, n_total: int, start: int, stop: int,
+                   intensity: IntensityMap, path: Path | str) -> np.ndarray:
+    """Enhance frames ``start:stop`` of a stack given ``frames`` = stack[first:first+len(frames)]."""
+    spec = enhancer.model.spec
+    checked: set[int] = set()
+    out = []
+    for t in range(start, stop):
+        idx, ref = window_indices(t, n_total, spec.in_frames, spec.target_frame)
+        for i in idx:
+            if i not in checked:
+                check_frame_values(frames[i - first], path, i)
+                checked.add(i)
+        window = [frames[i - first] for i in idx]
+        out.append(intensity.apply(enhance_window(enhancer, window, ref)))
+    return np.stack(out)
+
+
+def enhance_window(enhancer: Any, window: list[np.ndarray], ref: int) -> np.ndarray:
+    """Enhance a full window, mapping the output back with frame ``ref``'s intensity range.
+
+    The newest-frame case is :meth:`Enhancer.enhance_window`; for centre-target models the same
+    steps map back with the centre frame's range (the frame the output belongs to).
+    """
+    if ref == len(window) - 1:
+        return enhancer.enhance_window(window)
+    normed = [enhancer._normalized(f) for f in window]  # noqa: SLF001 - see docstring
+    _, lo, hi = normed[ref]
+    return enhancer._run([x for x, _, _ in normed], lo, hi, window[ref].dtype)  # noqa: SLF001
+
+
+def block_range(spec: Any, n: int, start: int, stop: int) -> tuple[int, int]:
+    """Input frames needed to enhance ``start:stop`` of ``n`` with a ``spec`` model (clipped)."""
+    lo = window_indices(start, n, spec.in_frames, spec.target_frame)[0][0]
+    hi = window_indices(stop - 1, n, spec.in_frames, spec.target_frame)[0][-1]
+    return lo, hi + 1
+
+
+def enhance_block(job: EnhanceJob, start: int, stop: int) -> int:
+    """Read, enhance and write frames ``start:stop`` of ``job``; returns the frame count."""
+    res = worker_resources(job)
+    first, last = block_range(res.enhancer.model.spec, job.source.n_frames, start, stop)
+    frames = res.source.read(first, last)
+    out = enhance_frames(res.enhancer, frames, first, job.source.n_frames, start, stop, job.intensity,
+                         job.source.path)
+    res.target.write(start, out, frames[start - first:stop - first])
+    return stop - start
+
+
+__all__ = [
+    "EnhanceJob",
+    "IntensityMap",
+    "adopt_resources",
+    "block_range",
+    "build_enhancer",
+    "enhance_block",
+    "enhance_frames",
+    "enhance_window",
+    "release_resources",
+    "torch_threads",
+    "window_indices",
+    "worker_resources",
+]
