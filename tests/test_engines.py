@@ -116,7 +116,7 @@ def test_frame_shape_change_reprepares(sr_model: LoadedModel, caplog: pytest.Log
     batch = calibration_batch(1, (40, 52))
     with caplog.at_level("INFO", logger="live_pssr.engines"):
         out = engine.run(batch)
-    assert "re-preparing" in caplog.text
+    assert "frame shape changed" in caplog.text
     assert relative_error(out, reference_output(sr_model, batch)) <= 1e-4
 
 
@@ -421,3 +421,51 @@ def test_gpu_auto_selects_a_gpu_engine(sr_model: LoadedModel) -> None:
     engine = select_engine(sr_model, (64, 64), budget_s=0.2)
     assert engine.device.startswith("cuda")
     assert check_engine(engine, sr_model, calibration_batch(1, (64, 64))).passed
+
+
+# -- live-pssr bench engines ----------------------------------------------------------------------
+
+def test_bench_engines_command(tmp_path: Path, sr_model: LoadedModel) -> None:
+    from typer.testing import CliRunner
+
+    from live_pssr.cli import app
+
+    out = tmp_path / "engines.json"
+    result = CliRunner().invoke(app, ["bench", "engines", "--models", str(sr_model.path), "--sizes", "32",
+                                      "--quick", "--engines", "eager,torch,onnxruntime,tensorrt",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    by = {(r["engine"], r["precision"]): r for r in rows}
+    assert {("eager", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32")} <= set(by)
+    for key in [("eager", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32")]:
+        r = by[key]
+        assert r["status"] == "ok" and r["input_shape"] == [1, 1, 32, 32] and r["model"] == sr_model.model_id
+        assert r["fps"] > 0 and r["p50_ms"] <= r["p99_ms"] and r["max_rel_err"] <= 1e-3
+        assert r["gflop"] > 0 and r["gflops"] > 0 and r["sgemm_gflops"] > 0 and r["pct_sgemm"] > 0
+    assert by[("eager", "fp32")]["vs_eager"] == 1.0
+    if not CUDA:
+        assert by[("tensorrt", "fp16")]["status"] == "unavailable"
+    assert sum(bool(r["auto"]) for r in rows) == 1
+    assert "auto would pick" in result.output
+
+
+def test_flop_estimate_matches_hand_count() -> None:
+    from live_pssr.bench.engines import estimate
+
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1))
+    gflop, largest = estimate(net, (1, 1, 32, 32))
+    assert gflop * 1e9 == pytest.approx(2 * 32 * 32 * (8 * 9 + 16 * 8))
+    assert largest == 16 * 32 * 32 * 4
+
+
+def test_select_engine_with_tiles_serves_large_frames(sr_model: LoadedModel) -> None:
+    from live_pssr.enhancer import Enhancer
+
+    engine = select_engine(sr_model, (150, 136), name="openvino", tile=120)
+    assert isinstance(engine, AutoTileEngine) and engine.inner.input_shape == (1, 1, 118, 120)
+    batch = calibration_batch(1, (150, 136))
+    assert relative_error(engine.run(batch), reference_output(sr_model, batch)) <= 1e-5
+    frame = (100 + np.random.default_rng(1).poisson(150, (150, 136))).astype(np.uint16)
+    out = Enhancer(sr_model, engine).enhance(frame)
+    assert out.shape == (600, 544) and engine.inner.input_shape == (1, 1, 118, 120)  # no re-prepare

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -44,7 +45,9 @@ class CompileEngine(TorchEngine):
         self.mode = mode if mode is not None else ("max-autotune" if device.startswith("cuda") else None)
         self._cuda_graphs = device.startswith("cuda") and self.mode in ("max-autotune", "reduce-overhead")
         try:
-            self._compiled = torch.compile(self.net, mode=self.mode, dynamic=False, fullgraph=False)
+            with warnings.catch_warnings():  # torch's own inductor imports use deprecated torch.jit APIs
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._compiled = torch.compile(self.net, mode=self.mode, dynamic=False, fullgraph=False)
         except Exception as err:  # e.g. unsupported Python version or missing compiler
             raise EngineUnavailableError(f"torch.compile is not available here ({err})",
                                          "use --engine auto or --engine torch") from err

@@ -85,6 +85,9 @@ class OnnxRuntimeEngine:
         """Export (or reuse) the graph for ``(in_frames, H, W)``, open a session, warm up."""
         if self.session is not None and self.input_shape == tuple(input_shape):
             return
+        if self.input_shape is not None:
+            log.info("engine %s: frame shape changed %s -> %s: preparing for it", self.name, self.input_shape,
+                     tuple(input_shape))
         t0 = time.perf_counter()
         self.session, _, self.cache_hit = load_onnx_cached(
             self.model, tuple(input_shape[1:]), self._session, directory=self.cache)
@@ -98,9 +101,6 @@ class OnnxRuntimeEngine:
         """Map ``(B, in_frames, H, W)`` float32 to ``(B, 1, H*s, W*s)`` float32."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if self.session is None or batch.shape[1:] != self.input_shape[1:]:  # type: ignore[index]
-            if self.session is not None:
-                log.info("engine onnxruntime: frame shape changed %s -> %s: re-preparing",
-                         self.input_shape, batch.shape)
             self.prepare(batch.shape)
         return self.session.run(None, {INPUT_NAME: batch})[0]
 

@@ -109,6 +109,9 @@ class OpenVINOEngine:
         """Export (or reuse) the ONNX graph, compile for ``input_shape`` and warm up."""
         if self._ov_model is not None and self.input_shape == tuple(input_shape):
             return
+        if self.input_shape is not None:
+            log.info("engine %s: frame shape changed %s -> %s: preparing for it", self.name, self.input_shape,
+                     tuple(input_shape))
         t0 = time.perf_counter()
         self._ov_model, _, self.cache_hit = load_onnx_cached(
             self.model, tuple(input_shape[1:]), self.core.read_model, directory=self.cache)
@@ -124,9 +127,6 @@ class OpenVINOEngine:
         """Map ``(B, in_frames, H, W)`` float32 to ``(B, 1, H*s, W*s)`` float32."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if self._ov_model is None or batch.shape[1:] != self.input_shape[1:]:  # type: ignore[index]
-            if self._ov_model is not None:
-                log.info("engine openvino: frame shape changed %s -> %s: re-preparing",
-                         self.input_shape, batch.shape)
             self.prepare(batch.shape)
         req = self._request(batch.shape[0])
         req.infer({0: batch}, share_inputs=True)

@@ -32,10 +32,12 @@ import numpy as np
 
 from ..errors import EngineUnavailableError
 from ..modelio import LoadedModel
+from ..tiling import net_alignment
 from .base import ENGINES, Engine, describe, make_engine, parse_engine_name
 from .cache import cache_dir, cache_key, machine_fingerprint, model_fingerprint, read_json, write_json
 from .capabilities import cpu_has_native_bf16, cuda_available, module_available
 from .gate import calibration_batch, check_engine, reference_output
+from .tiled import tile_shape
 
 log = logging.getLogger("live_pssr.engines")
 
@@ -153,8 +155,9 @@ def _wrap(engine: Any, model: LoadedModel, shape: tuple[int, ...], tile: int | N
 
 
 def _trial(name: str, model: LoadedModel, device: str, precision: str, shape: tuple[int, ...],
-           batch: np.ndarray, ref: np.ndarray, budget_s: float,
+           batch: np.ndarray, ref: np.ndarray, budget_s: float | None,
            engine_kwargs: dict[str, Any]) -> tuple[Trial, Any]:
+    """Build, prepare, gate and (``budget_s`` not None) time one candidate."""
     trial = Trial(name, device, precision, "error")
     try:
         t0 = time.perf_counter()
@@ -171,6 +174,9 @@ def _trial(name: str, model: LoadedModel, device: str, precision: str, shape: tu
     if not gate.passed:
         trial.status, trial.note = "failed gate", gate.reason
         return trial, None
+    if budget_s is None:
+        trial.status = "ok"
+        return trial, eng
     try:
         times = _time_runs(eng, batch, budget_s)
     except Exception as err:
@@ -203,8 +209,8 @@ def choose_engine(
     device = normalize_device(device)
     engine_kwargs = engine_kwargs or {}
     h, w = (int(v) for v in frame_shape)
-    prep_h, prep_w = (min(h, tile), min(w, tile)) if tile else (h, w)
-    shape = (int(batch), int(model.spec.in_frames), prep_h, prep_w)
+    shape = tile_shape((int(batch), int(model.spec.in_frames), h, w), tile, net_alignment(model.net))
+    prep_h, prep_w = shape[2:]
     frame = None
     if calibration_frame is not None:
         frame = np.asarray(calibration_frame, np.float32)[:prep_h, :prep_w]
@@ -220,7 +226,7 @@ def choose_engine(
         precision = precision or _DEFAULT_PRECISION["cuda" if device.startswith("cuda") else "cpu"]
         if base in CPU_ENGINES:
             precision = parse_engine_name(name)[1] or "fp32"
-        trial, eng = _trial(base, model, device, precision, shape, calib, ref, 0.0, engine_kwargs)
+        trial, eng = _trial(base, model, device, precision, shape, calib, ref, None, engine_kwargs)
         if eng is None:
             raise EngineUnavailableError(
                 f"engine {trial.label} cannot serve model {model.model_id} ({trial.status}): {trial.note}",
@@ -238,7 +244,7 @@ def choose_engine(
         if cached is not None:
             try:
                 trial, eng = _trial(str(cached["engine"]), model, str(cached["device"]),
-                                    str(cached["precision"]), shape, calib, ref, 0.0, engine_kwargs)
+                                    str(cached["precision"]), shape, calib, ref, None, engine_kwargs)
             except (KeyError, TypeError):
                 log.warning("engine decision cache %s is malformed: re-calibrating", path)
             else:

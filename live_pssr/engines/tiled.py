@@ -47,6 +47,21 @@ def model_overlap(model: LoadedModel, cap: int | None = None) -> tuple[int, int]
     return overlap, align
 
 
+def tile_shape(shape: tuple[int, ...], tile: int | None, align: int) -> tuple[int, ...]:
+    """The shape an engine runs for ``(B, F, H, W)`` frames tiled with at most ``tile`` pixels.
+
+    Along an axis of ``n > tile`` pixels: the largest ``t <= tile`` with ``n - t`` a multiple of
+    ``align`` (so the aligned tile grid ends exactly at the frame's edge with a full tile).
+    """
+    def axis(n: int) -> int:
+        if tile is None or n <= tile:
+            return n
+        return n - -(-(n - tile) // align) * align
+
+    b, f, h, w = shape
+    return (b, f, axis(h), axis(w))
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """True for CUDA/TensorRT/ORT out-of-memory errors."""
     import torch
@@ -95,15 +110,9 @@ class AutoTileEngine:
         shape = self.input_shape
         return self.tile is not None and shape is not None and max(shape[2:]) > self.tile
 
-    def _axis_tile(self, n: int) -> int:
-        if self.tile is None or n <= self.tile:
-            return n
-        return n - -(-(n - self.tile) // self.align) * self.align
-
     def tile_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape ``inner`` runs for frames of ``shape`` (the whole frame, or the tile)."""
-        b, f, h, w = shape
-        return (b, f, self._axis_tile(h), self._axis_tile(w))
+        return tile_shape(shape, self.tile, self.align)
 
     def prepare(self, input_shape: tuple[int, int, int, int]) -> None:
         """Prepare ``inner`` for whole frames or for the tile shape."""
@@ -156,4 +165,4 @@ class AutoTileEngine:
         self.inner.prepare(self.tile_shape(shape))
 
 
-__all__ = ["AutoTileEngine", "is_out_of_memory", "model_overlap"]
+__all__ = ["AutoTileEngine", "is_out_of_memory", "model_overlap", "tile_shape"]
