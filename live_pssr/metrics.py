@@ -103,12 +103,20 @@ def normalized_ssim(pred: np.ndarray, target: np.ndarray) -> float:
     return ssim(p, t, data_range=1.0)
 
 
-def _apodize(img: np.ndarray, alpha: float = 0.25) -> np.ndarray:
-    from scipy.signal.windows import tukey
+def _tukey(n: int, alpha: float) -> np.ndarray:
+    """Tukey (tapered cosine) window: flat middle, cosine ramps over ``alpha / 2`` of each end."""
+    x = np.linspace(0.0, 1.0, n)
+    w = np.ones(n)
+    edge = alpha / 2
+    lo, hi = x < edge, x > 1 - edge
+    w[lo] = 0.5 * (1 + np.cos(np.pi * (x[lo] / edge - 1)))
+    w[hi] = 0.5 * (1 + np.cos(np.pi * ((x[hi] - 1) / edge + 1)))
+    return w
 
+
+def _apodize(img: np.ndarray, alpha: float = 0.25) -> np.ndarray:
     h, w = img.shape
-    window = np.outer(tukey(h, alpha), tukey(w, alpha))
-    return (img - img.mean()) * window
+    return (img - img.mean()) * np.outer(_tukey(h, alpha), _tukey(w, alpha))
 
 
 def frc_curve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

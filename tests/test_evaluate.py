@@ -138,3 +138,161 @@ def test_fmd_pairs_are_real_pairs():
     assert 0 < np.abs(raw - gt).mean() < 10
     with pytest.raises(DataError, match="do not exist"):
         datasets.fmd_pairs([0, 21])
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _tiny_model(path: Path, upscale: int, identity: bool = False, in_frames: int = 1) -> Path:
+    import torch
+
+    from live_pssr.modelio import ModelSpec, save_model
+    from live_pssr.nets.fast_sr import FastSRNet
+
+    torch.manual_seed(0)
+    net = FastSRNet(in_frames=in_frames, upscale=upscale, width=4)
+    if identity:  # zero last layer: output = the global residual (bilinear upsampling of the input)
+        torch.nn.init.zeros_(net.tail.weight)
+        torch.nn.init.zeros_(net.tail.bias)
+    spec = ModelSpec(name=path.stem, arch="fast-sr",
+                     arch_kwargs={"in_frames": in_frames, "upscale": upscale, "width": 4},
+                     upscale=upscale, in_frames=in_frames)
+    return save_model(path, net.eval(), spec)
+
+
+def _hq_folder(folder: Path, n: int = 2, shape=(64, 80)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        img = np.zeros(shape)
+        for _ in range(12):
+            cy, cx, s = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(1.5, 3)
+            img += rng.uniform(100, 1000) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+        tifffile.imwrite(folder / f"img{i}.tif", img.astype(np.float32))
+    (folder / "README.txt").write_text("ignored")
+    return folder
+
+
+def test_image_metrics_known_values():
+    from live_pssr.evaluate import image_metrics, upsample_bicubic
+
+    t = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    m = image_metrics(t, t, 1.0, 0.1)
+    assert m["psnr"] == np.inf and m["ssim"] == pytest.approx(1.0)
+    assert m["frc_px"] == pytest.approx(2.0) and m["frc_um"] == pytest.approx(0.2)
+    up = upsample_bicubic(np.full((8, 8), 3.0, np.float32), 4)
+    assert up.shape == (32, 32) and np.allclose(up, 3.0)
+
+
+def test_evaluate_folder_recomputes_exactly(tmp_path):
+    """Library result equals an independent recomputation of inputs, outputs and metrics."""
+    from live_pssr import metrics
+    from live_pssr.crappify import PSSRFluoCrappifier
+    from live_pssr.enhancer import Enhancer
+    from live_pssr.evaluate import evaluate, upsample_bicubic
+    from live_pssr.modelio import load_model
+
+    model = _tiny_model(tmp_path / "tiny.safetensors", 4)
+    folder = _hq_folder(tmp_path / "hq")
+    res = evaluate(str(model), folder, seed=3, progress=False)
+    assert res["n_images"] == 2 and res["baseline"] == "bicubic" and res["upscale"] == 4
+    assert res["crappifier"]["kind"] == "pssr-fluo" and res["crappifier"]["scale"] == 4
+    enh = Enhancer(load_model(str(model)), out_dtype=np.float32)
+    for i, (row, name) in enumerate(zip(res["items"], ["img0", "img1"], strict=True)):
+        hi = tifffile.imread(folder / f"{name}.tif")
+        lr = PSSRFluoCrappifier(4)(hi, np.random.default_rng([3, i]))
+        pred, base = enh.enhance(lr), upsample_bicubic(lr, 4)
+        assert row["name"] == name
+        assert row["model"]["psnr"] == pytest.approx(metrics.psnr(pred, hi), abs=1e-6)
+        assert row["baseline"]["ssim_norm"] == pytest.approx(metrics.normalized_ssim(base, hi), abs=1e-9)
+    psnrs = [r["model"]["psnr"] for r in res["items"]]
+    assert res["summary"]["model"]["psnr"] == pytest.approx(np.mean(psnrs))
+    assert res["summary"]["delta"]["psnr"] == pytest.approx(
+        res["summary"]["model"]["psnr"] - res["summary"]["baseline"]["psnr"])
+    assert res["summary"]["model"]["frc_um"] is None  # pixel size unknown
+    # deterministic: same seed, same numbers; another seed, other inputs
+    assert evaluate(str(model), folder, seed=3, progress=False)["summary"] == res["summary"]
+    assert evaluate(str(model), folder, seed=4, progress=False)["summary"] != res["summary"]
+
+
+def test_identity_denoiser_scores_exactly_as_the_raw_input(tmp_path):
+    from live_pssr.evaluate import evaluate
+
+    model = _tiny_model(tmp_path / "ident.safetensors", 1, identity=True)
+    res = evaluate(str(model), _hq_folder(tmp_path / "hq"), crappifier={"kind": "camera", "scale": 1},
+                   progress=False)
+    assert res["baseline"] == "raw input"
+    for m in ("psnr", "ssim", "psnr_norm", "ssim_norm"):
+        assert res["summary"]["delta"][m] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_sim_timelapse_reports_flicker_and_multi_frame_models_run(tmp_path):
+    from live_pssr.evaluate import evaluate
+
+    model = _tiny_model(tmp_path / "mf.safetensors", 2, in_frames=3)
+    res = evaluate(str(model), "sim-timelapse", n_frames=4, size=32, progress=False)
+    assert res["n_images"] == 4 and res["in_frames"] == 3 and res["sim_config"]["upscale"] == 2
+    assert res["flicker"]["baseline"] > 1.5  # raw noise flickers far more than the truth moves
+    assert res["flicker"]["model"] > 0
+    assert res["summary"]["baseline"]["frc_um"] is not None  # the simulator knows its pixel size
+
+
+def test_evaluate_bad_inputs(tmp_path):
+    from live_pssr.errors import ConfigError
+    from live_pssr.evaluate import evaluate
+
+    sr = _tiny_model(tmp_path / "sr.safetensors", 4)
+    with pytest.raises(ConfigError, match="1x denoising"):
+        evaluate(str(sr), "fmd-holdout", progress=False)
+    with pytest.raises(DataMissingError, match="neither a built-in"):
+        evaluate(str(sr), "mito-holdin", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no usable images"):
+        evaluate(str(sr), empty, progress=False)
+    with pytest.raises(ConfigError, match="downsamples 2x"):
+        evaluate(str(sr), _hq_folder(tmp_path / "hq"), crappifier={"kind": "pssr-fluo", "scale": 2},
+                 progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.save(bad / "nan.npy", np.full((32, 32), np.nan))
+    with pytest.raises(DataError, match="NaN"):
+        evaluate(str(sr), bad, progress=False)
+
+
+def test_evaluate_command_end_to_end(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from live_pssr.cli import app
+
+    model = _tiny_model(tmp_path / "tiny.safetensors", 4)
+    folder = _hq_folder(tmp_path / "hq")
+    out = tmp_path / "eval" / "result.json"
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--data", str(folder),
+                                      "--crappifier", "{kind: camera, photons: 30}", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "PSNR normalised" in result.output and "bicubic" in result.output and "FRC" in result.output
+    doc = json.loads(out.read_text())
+    assert doc["crappifier"]["kind"] == "camera" and doc["crappifier"]["photons"] == 30
+    assert set(doc["summary"]) == {"model", "baseline", "delta"} and doc["machine"]["cores"]
+    assert len(doc["items"]) == 2
+    bad = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--data", str(tmp_path / "nope")])
+    assert bad.exit_code != 0 and "neither a built-in" in str(bad.exception)
+
+
+@needs_real
+def test_fmd_holdout_raw_input_scores(tmp_path):
+    """The raw-input baseline on FMD fields 11-13 equals PSNR of raw vs 50-frame mean (8-bit range)."""
+    from live_pssr import metrics
+    from live_pssr.evaluate import evaluate
+
+    model = _tiny_model(tmp_path / "dn.safetensors", 1)
+    res = evaluate(str(model), "fmd-holdout", max_images=3, progress=False)
+    pairs = datasets.fmd_pairs([11, 12, 13])
+    expected = [metrics.psnr(raw, gt, 255) for raw, gt in pairs]
+    assert [r["baseline"]["psnr"] for r in res["items"]] == pytest.approx(expected)
+    assert all(31 < p < 36 for p in expected)

@@ -1,0 +1,96 @@
+"""``live-pssr evaluate --model M --data D``: a model against ground truth, next to its baseline.
+
+Prints a table (model, baseline, difference per metric; flicker for timelapses) and writes the
+full result (per image, provenance, machine) as JSON with ``--json``. Data sets: ``mito-holdout``,
+``fmd-holdout``, ``sim-timelapse`` or a path to high-quality images (see :mod:`live_pssr.evaluate`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_norm": "PSNR normalised (dB)",
+          "ssim_norm": "SSIM normalised", "frc_px": "FRC resolution (px)", "frc_um": "FRC resolution (um)"}
+
+
+def parse_crappifier(value: str | None, upscale: int) -> dict[str, Any] | None:
+    """``--crappifier``: a config file path, an inline YAML mapping, or a kind name."""
+    if value is None:
+        return None
+    import yaml
+
+    from ..errors import ConfigError
+
+    if Path(value).is_file():
+        return {"kind": "file", "path": value}
+    if value.strip().startswith("{"):
+        try:
+            cfg = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--crappifier {value!r} is not a valid YAML mapping ({err})",
+                              "write e.g. --crappifier '{kind: camera, photons: 20}'") from err
+        if isinstance(cfg, dict):
+            cfg.setdefault("scale", upscale)
+        return cfg
+    return {"kind": value, "scale": upscale}
+
+
+def command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name or .safetensors path.")],
+    data: Annotated[str, typer.Option(
+        "--data", "-d", help="mito-holdout | fmd-holdout | sim-timelapse | PATH.")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON.")] = None,
+    crappifier: Annotated[str | None, typer.Option(
+        help="For PATH data: a crappifier config file, '{kind: ..., ...}', or a kind name.")] = None,
+    engine: Annotated[str, typer.Option(help="Inference engine (torch, onnxruntime, ...).")] = "torch",
+    seed: Annotated[int, typer.Option(help="Seed of crappification / simulation.")] = 0,
+    frames: Annotated[int, typer.Option(help="sim-timelapse: number of frames.")] = 16,
+    size: Annotated[int, typer.Option(help="sim-timelapse: camera frame size (px).")] = 128,
+    max_images: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
+) -> None:
+    """Score a model (PSNR, SSIM, normalised PSNR/SSIM, FRC, flicker) next to bicubic / the raw input."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..bench.report import machine_info
+    from ..evaluate import METRICS, evaluate
+    from ..modelio import load_model
+
+    console = Console()
+    loaded = load_model(model)
+    crap_cfg = parse_crappifier(crappifier, loaded.spec.upscale)
+    result = evaluate(loaded, data, crappifier=crap_cfg, engine=engine, seed=seed, n_frames=frames,
+                      size=size, max_images=max_images)
+    base = result["baseline"]
+    table = Table(title=f"{result['model']} on {result['data']} ({result['n_images']} images, "
+                        f"engine {result['engine']})")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column(base, justify="right")
+    table.add_column("model - " + base, justify="right")
+    s = result["summary"]
+    for m in METRICS:
+        if s["model"][m] is None and s["baseline"][m] is None:
+            continue
+        table.add_row(LABELS[m], _fmt(s["model"][m]), _fmt(s["baseline"][m]), _fmt(s["delta"][m], sign=True))
+    if "flicker" in result:
+        f = result["flicker"]
+        table.add_row("flicker (1 = as the truth)", _fmt(f["model"]), _fmt(f["baseline"]),
+                      _fmt(f["delta"], sign=True))
+    console.print(table)
+    console.print(f"[dim]{result['description']}; {result['time_s']:.1f} s[/dim]")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({**result, "machine": machine_info()}, indent=2))
+        console.print(f"wrote {json_path}")
+
+
+def _fmt(v: float | None, sign: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.4g}" if sign else f"{v:.4g}"
