@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_norm": "PSNR normalised (dB)",
-          "ssim_norm": "SSIM normalised", "frc_px": "FRC resolution (px)", "frc_um": "FRC resolution (um)"}
+          "ssim_norm": "SSIM normalised", "frc_px": "FRC resolution (px, lower = finer)",
+          "frc_um": "FRC resolution (um, lower = finer)"}
 
 
 def parse_crappifier(value: str | None, upscale: int) -> dict[str, Any] | None:
@@ -80,7 +81,7 @@ def command(
         table.add_row(LABELS[m], _fmt(s["model"][m]), _fmt(s["baseline"][m]), _fmt(s["delta"][m], sign=True))
     if "flicker" in result:
         f = result["flicker"]
-        table.add_row("flicker (1 = as the truth)", _fmt(f["model"]), _fmt(f["baseline"]),
+        table.add_row("flicker (1 = changes as the truth)", _fmt(f["model"]), _fmt(f["baseline"]),
                       _fmt(f["delta"], sign=True))
     console.print(table)
     console.print(f"[dim]{result['description']}; {result['time_s']:.1f} s[/dim]")
