@@ -21,7 +21,7 @@ from live_pssr.pipeline import LivePipeline, StoreSpec  # noqa: E402
 from live_pssr.runner import SourceRunner  # noqa: E402
 from live_pssr.sim import MicroscopeConfig, SimulatedMicroscope  # noqa: E402
 from live_pssr.sources import SimulatedSource  # noqa: E402
-from live_pssr.store import open_store  # noqa: E402
+from live_pssr.store import STATUS, open_store  # noqa: E402
 from live_pssr.viewer.contrast import auto_levels, display_stride, lut_table, render_rgb  # noqa: E402
 from live_pssr.viewer.window import ViewerWindow  # noqa: E402
 
@@ -241,7 +241,9 @@ def test_review_window_of_a_finished_store(qtbot, saved_store):
     np.testing.assert_array_equal(w.raw_panel.image, r.raw_frame(5))
     np.testing.assert_array_equal(w.enh_panel.image, r.enhanced_frame(5))
     text = w.record_label.text()
-    assert "frame 5" in text and "status live" in text and "latency" in text
+    status = STATUS[int(r.records["status"][5])]
+    assert status in ("live", "after")  # complete policy: every frame enhanced
+    assert "frame 5" in text and f"status {status}" in text and "latency" in text
     assert w.status_labels["state"].text() == "review (closed)"
     w.time_slider.setValue(2)  # the slider scrubs
     w.tick()
@@ -260,3 +262,45 @@ def test_view_command_rejects_a_non_store(tmp_path):
     res = CliRunner().invoke(app, ["view", str(tmp_path), "--screenshot", str(tmp_path / "x.png")])
     assert res.exit_code != 0
     assert "not a zarr v3 store" in str(res.exception)
+
+
+def test_demo_renders_the_viewer_screenshot(qtbot, tmp_path, tiny_model_path):
+    out, shot = tmp_path / "demo.ome.zarr", tmp_path / "demo.png"
+    res = CliRunner().invoke(app, ["demo", "--frames", "20", "--out", str(out), "--model",
+                                   str(tiny_model_path), "--engine", "torch", "--size", "64", "--fps",
+                                   "50", "--screenshot", str(shot)])
+    assert res.exit_code == 0, res.output
+    arr = _qimage_array(shot)
+    assert arr.shape[1] > 800 and arr.std() > 5
+    r = open_store(out)
+    assert r.closed_cleanly and 1 <= r.n_frames <= 20
+
+
+def test_qt_platform_problem_is_found_before_qt_aborts(monkeypatch):
+    import ctypes.util
+
+    from live_pssr.viewer.app import qt_platform_problem
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert qt_platform_problem() is None  # offscreen needs no X libraries
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    real = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library", lambda n: None if n == "xcb-cursor" else real(n))
+    problem = qt_platform_problem()
+    assert problem is not None and "libxcb" in problem
+
+
+def test_live_viewer_without_a_usable_platform_keeps_the_run_going(monkeypatch, tmp_path, tiny_model):
+    from live_pssr.viewer import app as viewer_app
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setattr(viewer_app, "_has_display", lambda: True)
+    monkeypatch.setattr(viewer_app, "qt_platform_problem", lambda: "no X11 libraries (test)")
+    pipeline = LivePipeline(Enhancer(tiny_model, engine="torch"), StoreSpec(tmp_path / "r.ome.zarr"))
+    runner = SourceRunner(SimulatedSource(CONFIG), pipeline, 10).start()
+    viewer_app.run_live_viewer(pipeline, runner)  # returns when the source is done, no window
+    assert runner.done.is_set()
+    summary = pipeline.stop()
+    assert summary.frames_acquired == 10 and open_store(tmp_path / "r.ome.zarr").closed_cleanly

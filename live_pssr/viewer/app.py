@@ -5,10 +5,18 @@ Both entry points run on the main thread and return when the window closes. They
 (tests, notebooks). Ctrl-C in the terminal closes the window and re-raises
 :class:`KeyboardInterrupt` afterwards, so the caller's clean shutdown runs as usual. With no
 display and a screenshot asked for, Qt's ``offscreen`` platform renders the window.
+
+Qt aborts the whole process (a C++ ``qFatal``) when its X11 platform plugin cannot load, which would
+leave a run's store unclosed. :func:`qt_platform_problem` finds that case first (the plugin and
+the libraries it loads); the live viewer then renders offscreen for a screenshot, or warns and
+lets the run go on without a window.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import os
 import signal
 import sys
@@ -17,6 +25,46 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("live_pssr.viewer")
+
+#: Debian/Ubuntu packages Qt's X11 platform plugin needs beyond a basic X client
+XCB_PACKAGES = ("libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 "
+                "libxcb-xkb1 libxkbcommon-x11-0")
+
+
+def qt_platform_problem() -> str | None:
+    """Why Qt could not open a window here (it would abort the process), or None.
+
+    Checks the X11 case on Linux: the ``xcb`` plugin and its libraries must load.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb"):
+        return None
+    if not os.environ.get("DISPLAY") or (os.environ.get("WAYLAND_DISPLAY") and not platform):
+        return None
+    try:
+        from qtpy import QtCore
+
+        plugins = Path(QtCore.QLibraryInfo.path(QtCore.QLibraryInfo.LibraryPath.PluginsPath))
+    except Exception as err:  # no Qt binding at all
+        return f"Qt is not usable ({err})"
+    plugin = plugins / "platforms" / "libqxcb.so"
+    if plugin.exists():
+        try:
+            ctypes.CDLL(str(plugin))
+        except OSError as err:
+            return f"Qt's X11 platform plugin cannot load: {err}"
+    if ctypes.util.find_library("xcb-cursor") is None:
+        return "Qt's X11 platform plugin needs libxcb-cursor.so.0, which is not installed"
+    return None
+
+
+def platform_hint() -> str:
+    return (f"install the X11 libraries Qt needs (Debian/Ubuntu: sudo apt-get install -y {XCB_PACKAGES}),"
+            " or run with --headless, or --screenshot PATH (rendered offscreen)")
 
 
 def ensure_app(offscreen: bool = False) -> Any:
@@ -118,7 +166,19 @@ def run_live_viewer(pipeline: Any, runner: Any, screenshot: Path | None = None,
     have been shown (or when the run ends), then acquisition stops and the function returns.
     Closing the window mid-run calls ``runner.stop()``; the caller stops the pipeline.
     """
-    ensure_app(offscreen=screenshot is not None and not _has_display())
+    offscreen = screenshot is not None and not _has_display()
+    problem = None if offscreen or os.environ.get("QT_QPA_PLATFORM") == "offscreen" \
+        else qt_platform_problem()
+    if problem is not None:
+        if screenshot is None:
+            log.warning("no viewer: %s; the run goes on without a window (fix: %s)", problem,
+                        platform_hint())
+            _wait_without_window(runner)
+            return
+        log.warning("%s: rendering the screenshot offscreen", problem)
+        offscreen = True
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    ensure_app(offscreen=offscreen)
     from .window import ViewerWindow
 
     window = ViewerWindow(pipeline=pipeline, runner=runner, refresh_hz=refresh_hz)
@@ -138,13 +198,31 @@ def run_live_viewer(pipeline: Any, runner: Any, screenshot: Path | None = None,
         raise KeyboardInterrupt
 
 
+def _wait_without_window(runner: Any) -> None:
+    """The run without a viewer: a progress line until the source is done (Ctrl-C stops)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(console=Console(stderr=True), refresh_per_second=4) as live:
+        runner.wait(lambda st: live.update(st.line()), interval_s=0.25)
+
+
 def run_review_viewer(store: str | Path, frame: int = 0, screenshot: Path | None = None,
                       mode: str = "side") -> None:
     """Open a run store for review (time slider, records); returns when the window closes.
 
     With ``screenshot``, frame ``frame`` is drawn, the window saved as PNG, and it closes.
     """
-    ensure_app(offscreen=screenshot is not None and not _has_display())
+    offscreen = screenshot is not None and not _has_display()
+    problem = None if offscreen or os.environ.get("QT_QPA_PLATFORM") == "offscreen" \
+        else qt_platform_problem()
+    if problem is not None:
+        if screenshot is None:
+            from ..errors import LivePSSRError
+
+            raise LivePSSRError(f"cannot open the viewer: {problem}", platform_hint())
+        os.environ["QT_QPA_PLATFORM"] = offscreen = "offscreen"
+    ensure_app(offscreen=bool(offscreen))
     from .window import ViewerWindow
 
     window = ViewerWindow(store=store)

@@ -19,18 +19,79 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy import QtCore, QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 
 from .contrast import LUTS, auto_levels, display_stride, histogram, lut_table
 
 HIST_HZ = 4.0
 
 
-def _colormap(name: str) -> pg.ColorMap:
-    """A few-stop colour map of table ``name`` for the (display-only) colour bar."""
-    table = lut_table(name)
-    idx = np.linspace(0, 255, 9).round().astype(int)
-    return pg.ColorMap(idx / 255.0, table[idx])
+def _lut_icon(name: str) -> QtGui.QIcon:
+    """A small colour-bar icon of table ``name`` for the LUT menu."""
+    bar = np.ascontiguousarray(np.repeat(lut_table(name)[None, ::4], 10, axis=0))
+    img = QtGui.QImage(bar.data, bar.shape[1], bar.shape[0], 3 * bar.shape[1],
+                       QtGui.QImage.Format.Format_RGB888)
+    return QtGui.QIcon(QtGui.QPixmap.fromImage(img.copy()))
+
+
+class LevelsHistogram(pg.PlotWidget):
+    """The frame's histogram (log counts) with a draggable region: the display levels.
+
+    In its own small view, so redrawing an image never repaints it; it is refreshed at most
+    ``HIST_HZ`` times a second, and at once when the user edits levels.
+    """
+
+    #: the user dragged the region (lo, hi)
+    levelsEdited = QtCore.Signal(float, float)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFixedHeight(64)
+        item = self.getPlotItem()
+        item.hideAxis("left")
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.setMouseEnabled(x=False, y=False)
+        item.getAxis("bottom").setHeight(18)
+        self.curve = pg.PlotCurveItem(fillLevel=0, brush=(90, 110, 210, 140), pen=(190, 190, 220, 160))
+        self.addItem(self.curve)
+        self.region = pg.LinearRegionItem((0, 1), orientation="vertical", swapMode="block",
+                                          brush=(255, 255, 255, 30))
+        self.region.setZValue(10)
+        self.addItem(self.region)
+        self.region.sigRegionChanged.connect(self._changed)
+        self._setting = False
+        self._data_range = (0.0, 1.0)
+
+    def set_data(self, centres: np.ndarray, counts: np.ndarray) -> None:
+        """Show a histogram (bin centres, counts)."""
+        self.curve.setData(centres, np.log1p(counts))
+        self._data_range = (float(centres[0]), float(centres[-1]))
+        self._fit()
+
+    def set_levels(self, lo: float, hi: float) -> None:
+        """Move the region without emitting ``levelsEdited``."""
+        self._setting = True
+        try:
+            self.region.setRegion((lo, hi))
+        finally:
+            self._setting = False
+        self._fit()
+
+    def levels(self) -> tuple[float, float]:
+        lo, hi = self.region.getRegion()
+        return float(lo), float(hi)
+
+    def _fit(self) -> None:
+        lo, hi = self.levels()
+        a, b = min(lo, self._data_range[0]), max(hi, self._data_range[1])
+        self.setXRange(a, b if b > a else a + 1, padding=0.02)
+
+    def _changed(self) -> None:
+        if not self._setting:
+            lo, hi = self.levels()
+            if hi > lo:
+                self.levelsEdited.emit(lo, hi)
 
 
 class ImagePanel(QtWidgets.QWidget):
@@ -51,7 +112,6 @@ class ImagePanel(QtWidgets.QWidget):
         self.lut = lut
         self._mirrors: list[tuple[pg.ImageItem, float]] = []
         self._stride = 1
-        self._setting = False
         self._hist_t = 0.0
         self._dirty = False
 
@@ -63,7 +123,9 @@ class ImagePanel(QtWidgets.QWidget):
         self.auto_box.setToolTip("Auto contrast: 1-99.8 percentiles of each frame (A: both panels)")
         self.auto_box.toggled.connect(self.set_auto)
         self.lut_box = QtWidgets.QComboBox()
-        self.lut_box.addItems(LUTS)
+        for name in LUTS:
+            self.lut_box.addItem(_lut_icon(name), name)
+        self.lut_box.setIconSize(QtCore.QSize(32, 10))
         self.lut_box.setToolTip("Lookup table")
         self.lut_box.currentTextChanged.connect(self.set_lut)
         header = QtWidgets.QHBoxLayout()
@@ -81,11 +143,8 @@ class ImagePanel(QtWidgets.QWidget):
                                                          enableMenu=False)
         self.item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.item)
-        self.hist = pg.HistogramLUTItem(orientation="horizontal")
-        self.hist.vb.setMaximumHeight(60)
-        self.hist.gradient.setEnabled(False)  # a colour bar; the table comes from the menu
-        self.graphics.addItem(self.hist, row=1, col=0)
-        self.hist.sigLevelsChanged.connect(self._levels_from_histogram)
+        self.hist = LevelsHistogram()
+        self.hist.levelsEdited.connect(self._levels_from_histogram)
         self.view.sigRangeChanged.connect(self._range_changed)
 
         layout = QtWidgets.QVBoxLayout(self)
@@ -93,6 +152,7 @@ class ImagePanel(QtWidgets.QWidget):
         layout.setSpacing(0)
         layout.addLayout(header)
         layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.hist)
         self.lut_box.setCurrentText(lut)
         self._apply_lut()
 
@@ -106,6 +166,7 @@ class ImagePanel(QtWidgets.QWidget):
             self.auto_box.blockSignals(False)
         if self.auto and self.image is not None:
             self._apply_levels(auto_levels(self.image))
+            self.hist.set_levels(*self.levels)
         self.contrastChanged.emit()
 
     def set_levels(self, lo: float, hi: float) -> None:
@@ -127,8 +188,6 @@ class ImagePanel(QtWidgets.QWidget):
 
     def _apply_lut(self) -> None:
         table = lut_table(self.lut)
-        self.hist.gradient.setColorMap(_colormap(self.lut))
-        self.hist.gradient.showTicks(False)
         for item in self._items():
             item.setLookupTable(table)
 
@@ -136,18 +195,10 @@ class ImagePanel(QtWidgets.QWidget):
         self.levels = levels
         for item in self._items():
             item.setLevels(levels)
-        self._setting = True
-        try:
-            self.hist.setLevels(*levels)
-        finally:
-            self._setting = False
+        if not self.auto:  # automatic levels reach the histogram with its next refresh
+            self.hist.set_levels(*levels)
 
-    def _levels_from_histogram(self) -> None:
-        if self._setting:
-            return
-        lo, hi = self.hist.getLevels()
-        if hi <= lo:
-            return
+    def _levels_from_histogram(self, lo: float, hi: float) -> None:
         self.set_auto(False)
         self.levels = (float(lo), float(hi))
         for item in self._items():
@@ -195,12 +246,8 @@ class ImagePanel(QtWidgets.QWidget):
         now = time.perf_counter()
         if now - self._hist_t >= 1.0 / HIST_HZ:
             self._hist_t = now
-            self.hist.plot.setData(*histogram(self.image))
-            self._setting = True
-            try:
-                self.hist.setLevels(*self.levels)
-            finally:
-                self._setting = False
+            self.hist.set_data(*histogram(self.image))
+            self.hist.set_levels(*self.levels)
 
     def redraw(self) -> None:
         """Draw the current frame again (after a zoom change or when shown)."""

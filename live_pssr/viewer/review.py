@@ -2,7 +2,8 @@
 
 :class:`StoreBrowser` keeps one read-only :class:`~live_pssr.store.StoreReader` and re-opens it
 when asked for a frame past the frames it knows, or when its view is older than
-``refresh_s`` (so records of frames enhanced since, e.g. the backlog, show up). The store's
+``refresh_s`` (so records of frames enhanced since, e.g. the backlog, show up); a closed store
+is opened once. The store's
 writer commits by atomic metadata replacement, so a re-open always sees a consistent prefix.
 No Qt here: the viewer calls it from its GUI timer, tests call it directly.
 """
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..store import STATUS, StoreReader, open_store
+
+RETRY_S = 0.1  # shortest interval between re-opens when asked for a frame not committed yet
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,25 @@ class StoreBrowser:
         r = self.reader
         return int(r.run.get("upscale") or max(1, r.enhanced.shape[-1] // r.raw.shape[-1]))
 
+    @property
+    def growing(self) -> bool:
+        """True while the store is still being written (not closed)."""
+        return self.reader.run.get("state") != "closed"
+
     def frame(self, t: int) -> ReviewFrame:
-        """Frame ``t`` (clamped to the frames committed so far; re-opens to see newer ones)."""
-        stale = time.perf_counter() - self._opened > self.refresh_s
-        if self._reader is None or (stale and (t >= self._reader.n_frames or self._reader.run.get(
-                "state") != "closed")):
+        """Frame ``t``, or the last committed one if ``t`` is not on disk yet.
+
+        A store being written is re-opened when ``t`` is past its known frames (at most every
+        ``RETRY_S``) or when the view is older than ``refresh_s``.
+        """
+        now = time.perf_counter()
+        r = self._reader
+        if r is None:
             self.refresh()
+        elif r.run.get("state") != "closed":
+            age = now - self._opened
+            if (t >= r.n_frames and age > RETRY_S) or age > self.refresh_s:
+                self.refresh()
         r = self.reader
         if r.n_frames == 0:
             raise IndexError(f"{self.path} holds no frames yet")

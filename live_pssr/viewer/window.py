@@ -72,6 +72,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._latest: Any = None
         self._review_frame: ReviewFrame | None = None
         self._review_shown: int | None = None
+        self._review_retry = 0.0
         self._status_t = 0.0
         self._fitted = False
         self._closed = False
@@ -103,6 +104,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         for panel in (self.raw_panel, self.enh_panel):
             panel.graphics.scene().sigMouseMoved.connect(lambda pos, p=panel: self._cursor(p, pos))
         self.resize(1400, 820)
+        self.set_mode("side")
 
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
@@ -167,7 +169,6 @@ class ViewerWindow(QtWidgets.QMainWindow):
             bar.addWidget(self.pair_box)
         self._action("Auto contrast", "A", self.auto_contrast, "Auto contrast on both panels")
         self._action("Close", "Ctrl+W", self.close, "Close the window")
-        self.set_mode("side")
 
     def _build_review_bar(self) -> QtWidgets.QWidget:
         w = QtWidgets.QWidget()
@@ -245,6 +246,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.mode_box.blockSignals(False)
         self.raw_panel.setVisible(mode == "side")
         overlay = mode if mode in ("split", "blend") else "off"
+        title = {"split": "raw | enhanced", "blend": "raw + enhanced"}.get(mode, "enhanced")
+        self.enh_panel.title_label.setText(f"<b>{title}</b>")
         self.overlay.set_mode(overlay)
         self.mix_slider.setEnabled(overlay != "off")
         if overlay != "off":
@@ -253,7 +256,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.mix_slider.blockSignals(False)
         self._seq = -1  # redraw with the raw frame this mode wants
         self._review_shown = None
-        self._redraw_overlay()
+        self._redraw_now()
 
     def set_pair(self, pair: bool) -> None:
         """Side by side: raw panel shows the frame the enhanced one came from (True) or the newest."""
@@ -263,6 +266,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.pair_box.setChecked(self.pair)
             self.pair_box.blockSignals(False)
         self._seq = -1
+        self._redraw_now()
 
     def auto_contrast(self) -> None:
         self.raw_panel.set_auto(True)
@@ -357,6 +361,14 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self._follow_slider(d.raw_index)
         return drew
 
+    def _redraw_now(self) -> None:
+        """Apply a mode change at once instead of at the next timer tick."""
+        if self.reviewing:
+            self._review_tick()
+        else:
+            self._live_tick()
+        self._redraw_overlay()
+
     def _follow_slider(self, index: int) -> None:
         self.time_slider.blockSignals(True)
         self.time_slider.setMaximum(max(self._n_max, index))
@@ -365,27 +377,35 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.time_label.setText(f"{index} / {max(self._n_max, index)}")
 
     def _review_tick(self) -> bool:
-        if self.review_t is None or self.review_t == self._review_shown:
+        t = self.review_t
+        now = time.perf_counter()
+        if t is None or t == self._review_shown or now < self._review_retry:
             return False
         try:
-            f = self.browser.frame(self.review_t)
+            f = self.browser.frame(t)
         except (IndexError, OSError, ValueError) as err:
-            self.record_label.setText(f"cannot read frame {self.review_t}: {err}")
-            self._review_shown = self.review_t
+            self.record_label.setText(f"cannot read frame {t} yet: {err}")
+            self._review_retry = now + 0.2
             return False
+        pending = f.index < t and self.browser.growing  # not committed yet: keep asking
+        if pending:
+            self._review_retry = now + 0.1
+            if self._review_frame is not None and self._review_frame.index == f.index:
+                return False
+        else:
+            self._review_shown = self.review_t = f.index
         self._review_frame = f
-        self._review_shown = self.review_t = f.index
         n = self.browser.n_frames
         if not self.live:
             self._n_max = n - 1
         self.time_slider.blockSignals(True)
-        self.time_slider.setMaximum(max(self._n_max, n - 1))
-        self.time_slider.setValue(f.index)
+        self.time_slider.setMaximum(max(self._n_max, n - 1, t))
+        self.time_slider.setValue(self.review_t)
         self.time_slider.blockSignals(False)
-        self.time_label.setText(f"{f.index} / {n - 1}")
+        self.time_label.setText(f"{self.review_t} / {max(self._n_max, n - 1)}")
         self.raw_panel.set_image(f.raw, f.index, info=f"#{f.index} (store)")
         self.enh_panel.set_image(f.enhanced, f.index, info=f"#{f.index} ({f.status})")
-        self.record_label.setText(record_text(f))
+        self.record_label.setText(record_text(f) + (f" | frame {t} not on disk yet" if pending else ""))
         self._redraw_overlay()
         return True
 
