@@ -28,11 +28,18 @@ pixels shorter than ``tile``). Each overlap is cut at its middle:
 
 :func:`receptive_field` measures ``r`` for a torch network (gradients of the outputs belonging to
 one input pixel, for every phase of the alignment grid), :func:`net_alignment` its total
-downsampling factor (product of the strides of its strided layers). For :class:`FastSRNet` (two
-stride-2 levels, any width or number of frames): ``align = 4`` and ``r = 28`` input pixels, so
-``overlap=56`` or more gives tiled == untiled (measured: max difference 5e-7 for a random net;
-the outermost part of the field weighs so little that overlap 48 already agrees within 1e-6,
-overlap 40 within 2e-5).
+downsampling in input pixels (input size over its coarsest feature map, seen by forward hooks).
+
+Measured receptive fields (input pixels):
+
+- :class:`FastSRNet` (two stride-2 levels, any width or number of frames): ``align = 4``,
+  ``r = 28``, so ``overlap=56`` or more gives tiled == untiled (max difference 5e-7 for a random
+  net; the outermost part of the field weighs so little that overlap 48 already agrees within
+  1e-6, overlap 40 within 2e-5).
+- ``pssr-resunet`` (ResNet-34 U-Net at 4x the input size): ``align = 8``; without its
+  self-attention (``gamma = 0``, as initialised) ``r = 56`` and tiling with ``overlap=112`` is
+  bit-exact; a trained one attends globally (the measurement returns about ``max_size / 2``), so
+  no overlap is exact: blend, or enhance whole frames.
 """
 
 from __future__ import annotations
@@ -249,54 +256,118 @@ class TiledEngine:
                            self.blend)
 
 
-def net_alignment(net: Any) -> int:
-    """Total downsampling factor of a torch network: the product of its layers' strides.
-
-    (An upper bound for nets with parallel strided branches, which is still a valid alignment.)
-    """
+def _net_frames(net: Any) -> int:
+    """Input channels of a network: its ``in_frames`` attribute, else its first conv's inputs."""
     from torch import nn
 
-    factor = 1
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
-            s = m.stride if isinstance(m.stride, int) else m.stride[0]
-            factor *= int(s or 1)
-        elif isinstance(m, nn.PixelUnshuffle):
-            factor *= int(m.downscale_factor)
-    return factor
+    frames = getattr(net, "in_frames", None)
+    if frames is None:
+        conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+        frames = conv.in_channels if conv is not None else 1
+    return int(frames)
 
 
-def receptive_field(net: Any, in_frames: int = 1, align: int | None = None, size: int = 96) -> int:
+class _EvalMode:
+    """Run a network in eval mode without gradients on its weights, restoring its state after."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    def __enter__(self) -> Any:
+        self.training = self.net.training
+        self.net.eval()
+        return self.net
+
+    def __exit__(self, *exc: object) -> None:
+        self.net.train(self.training)
+
+
+_alignments: Any = None
+
+
+def net_alignment(net: Any, size: int = 64) -> int:
+    """A network's alignment in input pixels: how coarse its coarsest feature map is.
+
+    Runs one ``size`` x ``size`` input through ``net`` (eval mode, no side effects) with hooks
+    that record the height of every 4-D module output; the alignment is ``size`` over the
+    smallest one, as a power of two. This sees functional pooling and nets that upsample their
+    input first (``pssr-resunet``: 32x down at 4x the input size = 8). Cached per network object.
+    """
+    global _alignments
+    import weakref
+
+    import torch
+
+    if _alignments is None:
+        _alignments = weakref.WeakKeyDictionary()
+    if net in _alignments:
+        return _alignments[net]
+    heights: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: heights.append(int(out.shape[-2]))
+                                     if isinstance(out, torch.Tensor) and out.ndim == 4 else None)
+             for m in net.modules()]
+    param = next(net.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    try:
+        with _EvalMode(net), torch.no_grad():
+            net(torch.zeros(1, _net_frames(net), size, size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+    coarsest = max(1, min(heights, default=size))
+    align = 1
+    while align * coarsest < size:
+        align *= 2
+    _alignments[net] = align
+    return align
+
+
+def receptive_field(net: Any, in_frames: int | None = None, align: int | None = None, size: int = 96,
+                    max_size: int = 192) -> int:
     """Measure the receptive-field radius ``r`` of ``net`` in input pixels.
 
-    For every phase of the ``align`` grid (one batch item each, two random inputs per phase),
-    back-propagates the output pixels that belong to one input pixel near the centre of a
-    ``size`` x ``size`` input and takes the farthest input pixel with a non-zero gradient (``size``
-    doubles while the field touches the border). Tiling with ``overlap >= 2 * r`` is exact.
+    Back-propagates the output pixels that belong to one input pixel near the centre of a random
+    ``size`` x ``size`` input (eval mode, two random inputs) and takes the farthest input pixel
+    with a non-zero gradient. Every phase of the ``align`` grid is measured for ``align <= 4``;
+    beyond, phases 0 and ``align - 1`` per axis, plus ``align - 1`` (a bound: the reach changes by
+    less than ``align`` across phases). While the field touches the border, ``size`` doubles (one
+    input, phase 0, plus ``align``) up to ``max_size``. Tiling with ``overlap >= 2 * r`` is exact.
+
+    A result of about ``max_size / 2`` or more means the field spans the whole input
+    (self-attention, global pooling, e.g. a trained ``pssr-resunet``): no overlap makes tiles
+    exact there; blend them (``blend="cosine"``) or do not tile.
     """
     import torch
 
+    in_frames = _net_frames(net) if in_frames is None else in_frames
     align = net_alignment(net) if align is None else align
     param = next(net.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    phases = [(py, px) for py in range(align) for px in range(align)] * 2
+    if align <= 4:
+        phases, slack = [(py, px) for py in range(align) for px in range(align)] * 2, 0
+    else:
+        ends = (0, align - 1)
+        phases, slack = [(py, px) for py in ends for px in ends] * 2, align - 1
     gen = torch.Generator().manual_seed(0)
-    while True:
-        c = size // 2 // align * align
-        x = torch.randn(len(phases), in_frames, size, size, generator=gen).to(device).requires_grad_(True)
-        y = net(x)
-        s = y.shape[-1] // size
-        loss = sum(y[b, :, (c + py) * s:(c + py + 1) * s, (c + px) * s:(c + px + 1) * s].sum()
-                   for b, (py, px) in enumerate(phases))
-        (g,) = torch.autograd.grad(loss, x)
-        radius, touches = 0, False
-        for b, (py, px) in enumerate(phases):
-            ys, xs = torch.nonzero(g[b].abs().sum(0) > 0, as_tuple=True)
-            if ys.numel() == 0:
-                continue
-            lo_y, hi_y, lo_x, hi_x = (int(v) for v in (ys.min(), ys.max(), xs.min(), xs.max()))
-            touches |= min(lo_y, lo_x) == 0 or max(hi_y, hi_x) == size - 1
-            radius = max(radius, c + py - lo_y, hi_y - c - py, c + px - lo_x, hi_x - c - px)
-        if not touches or size >= 1024:
-            return radius
-        size *= 2
+    with _EvalMode(net), torch.enable_grad():
+        while True:
+            c = size // 2 // align * align
+            x = torch.randn(len(phases), in_frames, size, size, generator=gen).to(device).requires_grad_(True)
+            y = net(x)
+            s = y.shape[-1] // size
+            loss = sum(y[b, :, (c + py) * s:(c + py + 1) * s, (c + px) * s:(c + px + 1) * s].sum()
+                       for b, (py, px) in enumerate(phases))
+            (g,) = torch.autograd.grad(loss, x)
+            del x, y, loss
+            radius, touches = 0, False
+            for b, (py, px) in enumerate(phases):
+                ys, xs = torch.nonzero(g[b].abs().sum(0) > 0, as_tuple=True)
+                if ys.numel() == 0:
+                    continue
+                lo_y, hi_y, lo_x, hi_x = (int(v) for v in (ys.min(), ys.max(), xs.min(), xs.max()))
+                touches |= min(lo_y, lo_x) == 0 or max(hi_y, hi_x) == size - 1
+                radius = max(radius, c + py - lo_y, hi_y - c - py, c + px - lo_x, hi_x - c - px)
+            if not touches or size * 2 > max_size:
+                return radius + slack
+            size *= 2
+            phases, slack = [(0, 0)], max(slack, align)

@@ -64,7 +64,36 @@ def test_plan_rejects_tile_too_small_for_overlap():
 def test_fast_net_field_and_alignment(fast_net):
     assert net_alignment(fast_net) == 4
     assert receptive_field(fast_net) == 28
-    assert receptive_field(FastSRNet(in_frames=3, width=4).eval(), in_frames=3) == 28
+    mf = FastSRNet(in_frames=3, width=4).train()
+    assert net_alignment(mf) == 4 and receptive_field(mf) == 28
+    assert mf.training  # measured in eval mode, state restored
+
+
+class _PoolNet(torch.nn.Module):
+    """Functional pooling (no strided module) and a 2x2 average: alignment 8, field radius 1 + 3*8/2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.out = torch.nn.Conv2d(2, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        y = torch.nn.functional.avg_pool2d(y, 8)
+        y = self.out(y)
+        return torch.nn.functional.interpolate(y, scale_factor=8, mode="nearest")
+
+
+def test_alignment_sees_functional_pooling():
+    net = _PoolNet()
+    assert net_alignment(net) == 8
+    x = np.random.default_rng(0).standard_normal((1, 1, 80, 72)).astype(np.float32)
+    fn = _net_fn(net)
+    r = receptive_field(net)
+    assert 8 <= r <= 16
+    np.testing.assert_allclose(tiled_apply(fn, x, 48, 2 * r, 1, align=8), fn(x), atol=1e-6)
+    # misaligned tiles (align 1) change the pooling grid: the result differs
+    assert np.abs(tiled_apply(fn, x, 48, 2 * r, 1, align=1) - fn(x)).max() > 1e-3
 
 
 @pytest.mark.parametrize("shape", [(130, 201), (97, 64)])
