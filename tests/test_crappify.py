@@ -241,3 +241,13 @@ def test_bad_images_raise_clear_errors():
         crap(bad, np.random.default_rng(0))
     with pytest.raises(FrameFormatError, match="smaller"):
         crap(np.ones((2, 2), np.float32), np.random.default_rng(0))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_tensor_in_cuda_tensor_out():
+    hi = torch.from_numpy(_blobs()).cuda()
+    out = PSSRFluoCrappifier(4)(hi, np.random.default_rng(0))
+    assert out.device == hi.device and out.shape == (24, 32)
+    expected = PSSRFluoCrappifier(4)(_blobs(), np.random.default_rng(0))
+    np.testing.assert_array_equal(out.cpu().numpy(), expected)
