@@ -1,0 +1,43 @@
+"""Micro-Manager integration: a simulated camera for a real MMCore, cores, pycromanager, MDA runs.
+
+Modules (imported lazily: ``import live_pssr.mm`` does not load pymmcore-plus):
+
+* :mod:`~live_pssr.mm.camera` -- :class:`SimulatedCamera`, a unicore Python camera device serving
+  the simulated microscope; :mod:`~live_pssr.mm.focus` -- :class:`SimulatedFocus`, its z drive.
+* :mod:`~live_pssr.mm.core` -- :func:`simulated_core`, :func:`load_core` (a ``.cfg`` file),
+  :func:`core_metadata`.
+* :mod:`~live_pssr.mm.pycromanager_bridge` -- pycromanager's Python backend on a ``UniMMCore``
+  (:class:`SnakeUniMMCore`, :func:`pycromanager_backend`), version-pinned.
+* :mod:`~live_pssr.mm.mda_runner` -- :class:`MDARunner`: ``core.mda.run`` on a thread, driven
+  like the demo's source runner (viewer buttons, Ctrl-C).
+* :mod:`~live_pssr.mm.frame_info`, :mod:`~live_pssr.mm.series`,
+  :mod:`~live_pssr.mm.shared_enhancer` -- the parts of :class:`~live_pssr.session.LiveSession`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "SimulatedCamera": "camera",
+    "SimulatedFocus": "focus",
+    "simulated_core": "core",
+    "simulated_camera": "core",
+    "load_core": "core",
+    "core_metadata": "core",
+    "SnakeUniMMCore": "pycromanager_bridge",
+    "pycromanager_backend": "pycromanager_bridge",
+    "MDARunner": "mda_runner",
+    "open_series": "series",
+    "read_frame_axes": "series",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)
