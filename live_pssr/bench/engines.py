@@ -119,6 +119,11 @@ def _models(spec: str | None, tmp: Path) -> list[Any]:
     return out
 
 
+def _sig(v: float, digits: int = 3) -> float:
+    """``v`` rounded to ``digits`` significant digits (small numbers stay non-zero)."""
+    return float(f"{v:.{digits}g}")
+
+
 def measure(engine: Any, batch: np.ndarray, budget_s: float, min_runs: int, max_runs: int) -> list[float]:
     """Wall times (s) of repeated ``engine.run(batch)`` calls."""
     times: list[float] = []
@@ -191,7 +196,7 @@ def run_bench(models: list[Any], sizes: list[int], device: str, quick: bool, eng
                     row.update(status="ok" if gate.passed else "failed gate", runs=len(times),
                                fps=round(1 / med, 2), p50_ms=round(med * 1e3, 2),
                                p99_ms=round(float(np.percentile(times, 99)) * 1e3, 2),
-                               gflops=round(gflop / med, 1), pct_sgemm=round(100 * gflop / med / sgemm, 1))
+                               gflops=_sig(gflop / med), pct_sgemm=_sig(100 * gflop / med / sgemm))
                     del eng
                 eager = next((r for r in group if r["engine"] == "eager" and r.get("fps")), None)
                 ok = [r for r in group

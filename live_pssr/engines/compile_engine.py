@@ -55,7 +55,7 @@ class CompileEngine(TorchEngine):
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._backend_flags(), self._autocast():
             y = self._compiled(x)
             # CUDA graphs reuse their output buffer on the next call: hand out a private copy
             return y.clone() if self._cuda_graphs else y

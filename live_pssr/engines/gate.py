@@ -13,6 +13,7 @@ background, shot noise), normalised exactly like camera frames, unless a real fr
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,12 +75,21 @@ def calibration_batch(
     return out
 
 
-def reference_output(model: LoadedModel, batch: np.ndarray) -> np.ndarray:
-    """The model's fp32 eager output on the CPU: what every engine must reproduce."""
+def reference_output(model: LoadedModel, batch: np.ndarray, device: str | None = None) -> np.ndarray:
+    """The model's fp32 eager output: what every engine must reproduce.
+
+    Computed where the model lives (the CPU after :func:`~live_pssr.modelio.load_model`), or on
+    ``device`` (e.g. ``cuda`` for large frames) with TF32 disabled so it stays true fp32.
+    """
     net = model.net
-    device = next(iter(net.parameters()), torch.empty(0)).device
-    with torch.no_grad():
-        y = net(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device))
+    here = next(iter(net.parameters()), torch.empty(0)).device
+    if device is not None and torch.device(device) != here:
+        net = copy.deepcopy(net).float().to(device)
+        here = torch.device(device)
+    x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(here)
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+                                                     allow_tf32=False):
+        y = net(x)
     return y.float().cpu().numpy()
 
 

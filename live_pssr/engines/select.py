@@ -217,7 +217,8 @@ def choose_engine(
         if frame.shape != (prep_h, prep_w):
             frame = None
     calib = calibration_batch(shape[1], (prep_h, prep_w), batch=shape[0], frame=frame)
-    ref = reference_output(model, calib)
+    on_gpu = device.startswith("cuda") and cuda_available()
+    ref = reference_output(model, calib, device=device if on_gpu else None)  # big frames: fp32 on the GPU
 
     base, precision = parse_engine_name(name)
     if base != "auto":

@@ -101,11 +101,18 @@ class TorchEngine:
             return contextlib.nullcontext()
         return torch.autocast(self._autocast_device, dtype=self._dtype)
 
+    def _backend_flags(self) -> contextlib.AbstractContextManager:
+        """On CUDA: cuDNN autotuning for the fixed shape; fp32 means fp32 (TF32 off)."""
+        if self._autocast_device != "cuda":
+            return contextlib.nullcontext()
+        return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                          allow_tf32=self.precision != "fp32")
+
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Run on a float32 tensor already on :attr:`device`; returns the device output tensor."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._backend_flags(), self._autocast():
             return self.net(x)
 
     def prepare(self, input_shape: tuple[int, int, int, int]) -> None:
