@@ -144,6 +144,33 @@ def test_ome_zarr_in_ome_zarr_out(tmp_path, tiny_model_path, stack):
     assert back.pixel_size_um == pytest.approx(PX / 4) and back.frame_interval_s == pytest.approx(2.0)
 
 
+def test_ome_zarr_v04_zarr2_input(tmp_path, tiny_model_path, stack):
+    """OME-Zarr 0.4 (zarr v2, metadata at the top level) reads the same; the output is 0.5."""
+    g = zarr.open_group(str(tmp_path / "v04.zarr"), mode="w", zarr_format=2)
+    axes = [{"name": "t", "type": "time"}, {"name": "y", "type": "space", "unit": "nanometer"},
+            {"name": "x", "type": "space", "unit": "nanometer"}]
+    g.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 200.0, 200.0]}]}]}]
+    g.create_array("0", data=stack, chunks=(1, 36, 44))
+    src = open_input(tmp_path / "v04.zarr")
+    assert src.shape == (5, 36, 44) and src.pixel_size_um == pytest.approx(PX)
+    res = _run(tmp_path / "v04.zarr", tmp_path / "out.zarr", tiny_model_path)
+    np.testing.assert_array_equal(zarr.open_array(str(res.output / "0"), mode="r")[:],
+                                  enhance_array(stack, tiny_model_path))
+    assert zarr.open_group(str(res.output), mode="r").attrs["ome"]["version"] == "0.5"
+
+
+def test_ome_tif_in_ome_tif_out(tmp_path, tiny_model_path, stack):
+    inp = tmp_path / "s.ome.tif"
+    tifffile.imwrite(inp, stack, metadata={"axes": "TYX", "PhysicalSizeX": PX, "PhysicalSizeY": PX,
+                                           "TimeIncrement": 3.0})
+    res = _run(inp, tmp_path / "o.ome.tif", tiny_model_path)
+    back = open_input(res.output)
+    assert back.kind == "ome-tif" and back.shape == (5, 144, 176)
+    assert back.pixel_size_um == pytest.approx(PX / 4) and back.frame_interval_s == pytest.approx(3.0)
+    np.testing.assert_array_equal(tifffile.imread(res.output), enhance_array(stack, tiny_model_path))
+
+
 def test_run_store_out_holds_raw_and_enhanced(tmp_path, tiny_model_path, stack):
     from live_pssr.store import open_store
 

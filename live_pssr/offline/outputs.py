@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,9 @@ class TifTarget:
                 kw["resolution"] = (1.0 / px, 1.0 / px)
             if dt and axes[0] == "T":
                 meta["finterval"] = dt
-        mm = tifffile.memmap(spec.path, shape=shape, dtype=spec.dtype, metadata=meta, **kw)
+        with warnings.catch_warnings():  # ImageJ files > 4 GB: one IFD, read as contiguous data (fine)
+            warnings.filterwarnings("ignore", message=".*truncating ImageJ file")
+            mm = tifffile.memmap(spec.path, shape=shape, dtype=spec.dtype, metadata=meta, **kw)
         del mm
         return cls(spec.path, spec.single_image)
 
