@@ -140,7 +140,10 @@ class SimulatedCamera(SimpleCameraDevice):
             image = self.render(t)
         self._wait_exposure()
         buffer[:] = image
-        crc = zlib.crc32(image) if self.keep_checksums else None
+        if self._roi is not None:  # what the base class delivers: the ROI of the full frame
+            x, y, w, h = self._roi
+            image = image[y:y + h, x:x + w]
+        crc = zlib.crc32(np.ascontiguousarray(image)) if self.keep_checksums else None
         self.log.append(ProducedFrame(t, time.perf_counter(), image.shape, crc))
         return {"SimCam-TimeIndex": str(t)}
 
