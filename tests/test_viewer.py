@@ -304,3 +304,20 @@ def test_live_viewer_without_a_usable_platform_keeps_the_run_going(monkeypatch, 
     assert runner.done.is_set()
     summary = pipeline.stop()
     assert summary.frames_acquired == 10 and open_store(tmp_path / "r.ome.zarr").closed_cleanly
+
+
+def test_qt_reference_guard_survives_many_signals(qapp):
+    import sys
+
+    from live_pssr.viewer import qt_refcount
+
+    leaky = qt_refcount.binding_leaks_references()
+    assert qt_refcount.guard() == (leaky and qt_refcount._can_patch())
+
+    class Probe(QtCore.QObject):
+        sig = QtCore.Signal()
+
+    p = Probe()
+    for _ in range(100_000):  # without the guard a leaky binding aborts the interpreter here
+        p.sig.emit()
+    assert sys.getrefcount(True) > 0 and sys.getrefcount(None) > 0

@@ -7,11 +7,13 @@ Rows (512² raw frames, 2048² enhanced frames by default):
   thread at the camera rate (both streams new every frame, the worst case for the viewer);
   ``capacity`` puts new frames in the slot before every GUI tick with the timer at 1 ms, so the
   rate is what the viewer can draw at most. Reported: raw and enhanced redraws per second, and
-  the GUI tick's own time (p50/p99; painting comes on top and is inside the rates).
+  the GUI tick's own time (p50/p99; painting comes on top and is inside the rates), and the GUI
+  thread's CPU use in % of one core (ticks, painting, status bar).
 - ``pipeline``: the real pipeline (model, engine, store) fed at the camera rate in preview
   policy, headless and with the viewer, alternating ``--repeats`` times. Reported: camera and
   enhancement fps over the measuring window (after a warm-up), latency p50/p99, and the viewer's
-  cost in enhancement throughput (``1 - with_viewer / headless``, medians).
+  cost in enhancement throughput (``1 - with_viewer / headless``, medians), and what the
+  acquisition thread pays per frame (``submit`` p50/p99: the viewer must not slow it).
 
 Runs offscreen (Qt's ``offscreen`` platform) when there is no display; the row says which
 platform drew. Frames come from a list made before timing (the simulator is slower than a camera).
@@ -140,8 +142,10 @@ def bench_display(folder: Path, raw: list, enh: list, seconds: float, mode: str,
     _run_qt(1.0)  # warm-up: first paint, fit, histograms
     times.clear()
     r0, e0, t0 = window.raw_drawn.total, window.enh_drawn.total, time.perf_counter()
+    c0 = time.thread_time()
     _run_qt(seconds)
     dt = time.perf_counter() - t0
+    gui_cpu = (time.thread_time() - c0) / dt * 100
     r1, e1 = window.raw_drawn.total, window.enh_drawn.total
     stop.set()
     window.close()
@@ -152,7 +156,7 @@ def bench_display(folder: Path, raw: list, enh: list, seconds: float, mode: str,
         "raw": "x".join(map(str, raw[0].shape)), "enhanced": "x".join(map(str, enh[0].shape)),
         "fed_fps": camera_fps if mode == "camera" else None,
         "raw_display_fps": (r1 - r0) / dt, "enhanced_display_fps": (e1 - e0) / dt,
-        "tick_p50_ms": p50, "tick_p99_ms": p99,
+        "tick_p50_ms": p50, "tick_p99_ms": p99, "gui_cpu_pct": gui_cpu,
     }
 
 
@@ -164,6 +168,17 @@ def bench_pipeline_arm(folder: Path, enhancer: Any, raw: list, camera_fps: float
 
     out = folder / f"pipe-{tag}.ome.zarr"
     pipeline = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy="preview")
+    submit_ms: list[float] = []
+    real_submit = pipeline.submit
+
+    def timed_submit(frame: Any) -> None:  # what acquisition pays per frame
+        s = time.perf_counter()
+        real_submit(frame)
+        if "t0" in marks:
+            submit_ms.append((time.perf_counter() - s) * 1e3)
+
+    pipeline.submit = timed_submit
+    marks: dict[str, Any] = {}
     runner = SourceRunner(LoopSource(raw, camera_fps), pipeline, None).start()
     window = None
     if with_viewer:
@@ -172,7 +187,6 @@ def bench_pipeline_arm(folder: Path, enhancer: Any, raw: list, camera_fps: float
         window = ViewerWindow(pipeline=pipeline, runner=runner)
         window.show()
     start = time.perf_counter()
-    marks: dict[str, Any] = {}
 
     def poll() -> bool:
         now, st = time.perf_counter(), pipeline.stats()
@@ -180,9 +194,11 @@ def bench_pipeline_arm(folder: Path, enhancer: Any, raw: list, camera_fps: float
         if "t0" not in marks:
             if st.enhanced_live >= 2 and now - start >= warmup_s:
                 marks["t0"] = (now, st, draws)
+                marks["cpu0"] = time.thread_time()
             return False
         if now - marks["t0"][0] >= seconds:
             marks["t1"] = (now, st, draws)
+            marks["cpu1"] = time.thread_time()
             return True
         return False
 
@@ -205,12 +221,15 @@ def bench_pipeline_arm(folder: Path, enhancer: Any, raw: list, camera_fps: float
         raise RuntimeError("the pipeline enhanced fewer than 2 frames in the time allowed")
     (t0, s0, d0), (t1, s1, d1) = marks["t0"], marks["t1"]
     dt = t1 - t0
+    sub50, sub99 = _percentiles(submit_ms)
     return {
         "test": "pipeline", "mode": "viewer" if with_viewer else "headless",
         "raw": "x".join(map(str, raw[0].shape)), "fed_fps": camera_fps,
         "camera_fps": (s1.frames_acquired - s0.frames_acquired) / dt,
         "enhance_fps": (s1.enhanced_live - s0.enhanced_live) / dt,
         "latency_p50_ms": s1.latency_p50_ms, "latency_p99_ms": s1.latency_p99_ms,
+        "submit_p50_ms": sub50, "submit_p99_ms": sub99,
+        "gui_cpu_pct": (marks["cpu1"] - marks["cpu0"]) / dt * 100,
         "raw_display_fps": (d1[0] - d0[0]) / dt if window is not None else None,
         "enhanced_display_fps": (d1[1] - d0[1]) / dt if window is not None else None,
         "engine": s1.engine, "model": s1.model,
@@ -258,6 +277,10 @@ def command(
             "camera_fps": statistics.median(r["camera_fps"] for r in arms[True]),
             "enhance_fps": viewer, "headless_enhance_fps": headless,
             "cost_pct": 100.0 * (1.0 - viewer / headless) if headless > 0 else None,
+            "headless_camera_fps": statistics.median(r["camera_fps"] for r in arms[False]),
+            "gui_cpu_pct": statistics.median(r["gui_cpu_pct"] for r in arms[True]),
+            "submit_p99_ms": statistics.median(r["submit_p99_ms"] or 0.0 for r in arms[True]),
+            "headless_submit_p99_ms": statistics.median(r["submit_p99_ms"] or 0.0 for r in arms[False]),
             "engine": arms[True][0]["engine"], "model": arms[True][0]["model"],
         })
     finally:
@@ -265,4 +288,5 @@ def command(
     report("viewer", rows, json_path, columns=[
         "test", "mode", "platform", "raw", "enhanced", "fed_fps", "raw_display_fps",
         "enhanced_display_fps", "tick_p50_ms", "tick_p99_ms", "camera_fps", "enhance_fps",
-        "headless_enhance_fps", "cost_pct", "latency_p50_ms", "latency_p99_ms", "engine"])
+        "headless_enhance_fps", "cost_pct", "gui_cpu_pct", "latency_p50_ms", "latency_p99_ms",
+        "submit_p99_ms", "engine"])

@@ -80,6 +80,9 @@ def ensure_app(offscreen: bool = False) -> Any:
         app.setApplicationName("live-pssr")
     import pyqtgraph as pg
 
+    from .qt_refcount import guard
+
+    guard()
     pg.setConfigOptions(antialias=False)
     return app
 

@@ -22,7 +22,7 @@ import numpy as np
 #: lookup tables offered per panel, in menu order
 LUTS = ("grey", "green", "magma")
 #: pixels sampled for auto levels and histograms
-MAX_SAMPLES = 1 << 16
+MAX_SAMPLES = 1 << 15
 
 
 def sample(image: np.ndarray, max_samples: int = MAX_SAMPLES) -> np.ndarray:

@@ -7,9 +7,10 @@ one in split/blend mode) are registered with :meth:`ImagePanel.add_mirror` and f
 levels and table. Coordinates are in enhanced pixels: a raw panel is created with
 ``scale=upscale`` so both panels span the same field and can be linked.
 
-Per frame the panel does as little as possible: auto levels from a sample of the frame, a
-strided view of the frame when the view shows more image pixels than screen pixels, one
-``setImage(..., autoLevels=False)``; the histogram is refreshed at most ``HIST_HZ`` times a second.
+Per frame the panel does as little as possible: auto levels from a sample of the frame (at most
+``AUTO_HZ`` times a second), a strided view of the frame when the view shows more image pixels
+than screen pixels, one ``setImage(..., autoLevels=False)``; the histogram is refreshed at most
+``HIST_HZ`` times a second.
 A hidden panel keeps the newest frame and draws it when shown again.
 """
 
@@ -24,6 +25,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from .contrast import LUTS, auto_levels, display_stride, histogram, lut_table
 
 HIST_HZ = 4.0
+AUTO_HZ = 10.0  # auto levels follow the frames at most this often (a change shows within 0.1 s)
 
 
 def _lut_icon(name: str) -> QtGui.QIcon:
@@ -113,6 +115,7 @@ class ImagePanel(QtWidgets.QWidget):
         self._mirrors: list[tuple[pg.ImageItem, float]] = []
         self._stride = 1
         self._hist_t = 0.0
+        self._auto_t = 0.0
         self._dirty = False
 
         self.title_label = QtWidgets.QLabel(f"<b>{title}</b>")
@@ -222,7 +225,9 @@ class ImagePanel(QtWidgets.QWidget):
             self.info_label.setText(info)
         elif index is not None:
             self.info_label.setText(f"#{index}")
-        if self.auto:
+        now = time.perf_counter()
+        if self.auto and now - self._auto_t >= 1.0 / AUTO_HZ:
+            self._auto_t = now
             self._apply_levels(auto_levels(image))
         if self.isVisible():
             self._draw()
@@ -234,8 +239,9 @@ class ImagePanel(QtWidgets.QWidget):
         _set_strided(item, image, self._stride_for(scale), scale, self.levels)
 
     def _stride_for(self, scale: float) -> int:
-        px = self.view.viewPixelSize()[0]  # view units per screen pixel
-        return display_stride(px / scale if px else 1.0)
+        px = self.view.viewPixelSize()[0]  # view units per (logical) screen pixel
+        ratio = self.graphics.devicePixelRatioF() or 1.0  # physical pixels per logical one
+        return display_stride(px / (scale * ratio) if px else 1.0)
 
     def _draw(self) -> None:
         if self.image is None:

@@ -31,6 +31,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 
 from .overlay import Overlay
 from .panel import ImagePanel
+from .qt_refcount import guard
 from .review import ReviewFrame, StoreBrowser, record_text
 from .snapshot import save_png, side_by_side, snapshot_path
 from .status import RateCounter, review_fields, status_fields
@@ -50,6 +51,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def __init__(self, pipeline: Any = None, runner: Any = None, store: str | Path | None = None,
                  upscale: int | None = None, refresh_hz: float = 60.0) -> None:
         super().__init__()
+        guard()  # a binding bug would otherwise abort the process after a minute of viewing
         if pipeline is None and store is None:
             raise ValueError("give a pipeline (live) or a store path (review)")
         self.pipeline, self.runner = pipeline, runner
