@@ -140,6 +140,34 @@ def test_window_indices() -> None:
     assert window_indices(3, 1, "newest") == [3]
 
 
+def test_intensity_fit_recovers_camera_gain_and_offset() -> None:
+    """frame ~ alpha * downsample(truth) + beta: alpha = gain * laser * s^2, beta = offset."""
+    from live_pssr.sim import MicroscopeConfig, SimulatedMicroscope
+    from live_pssr.train.data import fit_intensity
+
+    mic = SimulatedMicroscope(
+        MicroscopeConfig(height=64, width=64, laser_power=0.1, gain=2.0, offset=100, seed=1)
+    )
+    frame, truth = mic.acquire(0)
+    alpha, beta = fit_intensity(frame, truth, 4)
+    assert alpha == pytest.approx(2.0 * 0.1 * 16, rel=0.03)
+    assert beta == pytest.approx(100, abs=2)
+
+
+def test_target_in_input_units(image_dir: Path) -> None:
+    """With target_norm=input, denormalising the target with the input's range gives the data's units."""
+    from live_pssr.train.data import SimPairs
+
+    cfg = parse_config(tiny_config(image_dir))
+    sim = SimPairs(cfg.data.sources[0], 4, 1, "newest", (1.0, 99.8), "input")
+    x, y = sim.sample(np.random.default_rng(0), 32)
+    # the mean of the normalised target matches the mean of the normalised input (same units, same range)
+    assert float(y.mean()) == pytest.approx(float(x.mean()), abs=0.05)
+    own = SimPairs(cfg.data.sources[0], 4, 1, "newest", (1.0, 99.8), "own")
+    _, y_own = own.sample(np.random.default_rng(0), 32)
+    assert not np.allclose(y, y_own)
+
+
 def test_pairs_are_normalised_and_shaped(image_dir: Path) -> None:
     cfg = parse_config(tiny_config(image_dir))
     sources, weights = build_sources(cfg)

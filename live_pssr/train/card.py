@@ -87,10 +87,18 @@ def render_card(
         "",
     ]
     if scores:
-        lines += ["## Evaluation", ""]
-        cols = sorted({c for row in scores.values() for c in row})
-        rows = [{"data": name, **row} for name, row in scores.items()]
-        lines += _table(rows, ["data", *cols]) + [""]
+        lines += [
+            "## Evaluation",
+            "",
+            "`live-pssr evaluate` (seed 0; `_norm` = after CSBDeep percentile normalisation and affine "
+            "fit; flicker: frame-to-frame change relative to the truth's, lower is steadier):",
+            "",
+        ]
+        cols: list[str] = []
+        for row in scores.values():
+            cols += [c for c in row if c not in cols]
+        rows = [{"data / metric": name, **row} for name, row in scores.items()]
+        lines += _table(rows, ["data / metric", *cols]) + [""]
     if notes:
         lines += [notes.strip(), ""]
     if cfg.get("limits"):
@@ -114,6 +122,32 @@ def render_card(
     return "\n".join(lines)
 
 
+def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Run ``live_pssr.evaluate.evaluate`` on each data set; rows of model/baseline/delta metrics."""
+    from ..evaluate import evaluate
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name in data_sets:
+        res = evaluate(str(model_path), name, seed=seed, progress=False)
+        summ = res["summary"]
+        for metric in ("psnr", "ssim", "psnr_norm", "ssim_norm"):
+            if summ["model"].get(metric) is None:
+                continue
+            rows[f"{name}: {metric}"] = {
+                "model": round(summ["model"][metric], 4),
+                res["baseline"]: round(summ["baseline"][metric], 4),
+                "delta": round(summ["delta"][metric], 4),
+            }
+        if "flicker" in res:
+            fl = res["flicker"]
+            rows[f"{name}: flicker"] = {
+                "model": round(fl["model"], 4),
+                res["baseline"]: round(fl["baseline"], 4),
+                "delta": round(fl["delta"], 4),
+            }
+    return rows
+
+
 def write_card(
     model_path: str | Path,
     scores: dict[str, dict[str, Any]] | None = None,
@@ -126,4 +160,21 @@ def write_card(
     return out
 
 
-__all__ = ["render_card", "write_card"]
+def main(argv: list[str] | None = None) -> None:
+    """``python -m live_pssr.train.card MODEL [--eval DATA ...] [--notes TEXT]``: (re)write a card."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("model")
+    ap.add_argument("--eval", action="append", default=[], help="mito-holdout | fmd-holdout | sim-timelapse")
+    ap.add_argument("--notes", default="")
+    args = ap.parse_args(argv)
+    scores = evaluation_rows(args.model, args.eval) if args.eval else None
+    print(write_card(args.model, scores, args.notes))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["evaluation_rows", "render_card", "write_card"]

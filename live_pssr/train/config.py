@@ -163,6 +163,9 @@ class DataConfig(_Strict):
     augment: bool = True
     #: validation pairs drawn once (fixed seed) from the same sources; sim uses unseen specimens
     val_samples: int = Field(32, ge=1, le=10000)
+    #: target normalisation: "input" = in the input's units with the input frame's percentile range
+    #: (outputs come back in the data's units); "own" = by the target's own percentiles
+    target_norm: Literal["input", "own"] = "input"
     #: skip crops whose target is nearly empty (fraction of the target's range): avoids training on background
     min_foreground: float = Field(0.0, ge=0, le=1)
 

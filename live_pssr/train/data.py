@@ -10,11 +10,15 @@ Sources (one class each, chosen by the config's ``kind``):
   a sub-pixel amount), then the margin is cut off. Every epoch sees new noise.
 - :class:`FMDPairs`: real raw/avg50 pairs (denoising).
 
-Normalisation is exactly what inference does: each input frame is normalised with the percentile
-range of its *whole* frame (not of the crop: a crop of background would blow the noise up), the
-target with its own whole-image range. For still images the input range is taken from one
-crappified copy of the whole image (noise statistics are stationary, so a fresh copy differs by
-rounding).
+Normalisation is what inference does: each input frame is normalised with the percentile range
+``(lo, hi)`` of its *whole* frame (not of the crop: a crop of background would blow the noise up).
+The target (``data.target_norm: input``, the default) is first mapped into the input's intensity
+units by a least-squares fit ``input ~ alpha * downsample(target) + beta`` over the whole image
+(camera offset and gain for the simulator, ~(1, 0) for PSSR's crappifiers and FMD), then
+normalised with the *input's* ``(lo, hi)`` -- of the newest frame for multi-frame inputs, as the
+Enhancer maps outputs back with the newest frame's range. So enhanced images come out in the
+data's units and raw PSNR against the truth is meaningful. ``target_norm: own`` normalises the
+target by its own percentiles instead (scale-free, CSBDeep style).
 
 :class:`PairDataset` is map-style: sample ``i`` is drawn from ``np.random.default_rng((seed, i))``,
 so a run is reproducible, a resumed run continues with the very samples it would have seen, and
@@ -56,9 +60,61 @@ class PairSource(Protocol):
         ...
 
 
-def _norm(img: np.ndarray, low: float, high: float) -> np.ndarray:
-    lo, hi = percentile_range(img, low, high)
-    return ((img.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
+def normalize_frame(frame: np.ndarray, norm: tuple[float, float]) -> tuple[np.ndarray, float, float]:
+    """A whole input frame normalised by its own percentiles, as the live Enhancer does."""
+    lo, hi = percentile_range(frame, *norm)
+    return ((frame.astype(np.float32) - lo) / (hi - lo)).astype(np.float32), lo, hi
+
+
+def area_downsample(img: np.ndarray, s: int) -> np.ndarray:
+    """Mean over ``s x s`` blocks (crops to a multiple of ``s``)."""
+    if s == 1:
+        return img
+    h, w = img.shape[0] // s, img.shape[1] // s
+    return img[: h * s, : w * s].reshape(h, s, w, s).mean(axis=(1, 3))
+
+
+def fit_intensity(frame: np.ndarray, target: np.ndarray, s: int) -> tuple[float, float]:
+    """``(alpha, beta)`` with ``frame ~ alpha * area_downsample(target) + beta`` (least squares).
+
+    The noise-free target is the regressor, so noise in the frame does not bias the slope. This
+    maps the target into the input's units: a camera frame's offset and gain for the simulator,
+    ~(1, 0) for crappifiers that keep the image's units.
+    """
+    d = area_downsample(np.asarray(target, np.float64), s)
+    f = np.asarray(frame, np.float64)[: d.shape[0], : d.shape[1]]
+    d = d[: f.shape[0], : f.shape[1]]
+    dm, fm = d.mean(), f.mean()
+    var = float(((d - dm) ** 2).mean())
+    alpha = float(((d - dm) * (f - fm)).mean()) / var if var > 0 else 0.0
+    if not math.isfinite(alpha) or alpha <= 0:  # no usable relation: match the percentile ranges
+        flo, fhi = np.percentile(f, (1, 99.8))
+        tlo, thi = np.percentile(d, (1, 99.8))
+        alpha = float((fhi - flo) / max(thi - tlo, 1e-12))
+        return alpha, float(flo - alpha * tlo)
+    return alpha, float(fm - alpha * dm)
+
+
+def target_affine(
+    mode: str,
+    target: np.ndarray,
+    in_range: tuple[float, float],
+    fit: tuple[float, float],
+    norm: tuple[float, float],
+) -> tuple[float, float]:
+    """``(a, b)`` so that ``a * target + b`` is the normalised training target.
+
+    ``mode="input"``: the target in the input's units (``alpha * target + beta``) normalised with
+    the input frame's ``(lo, hi)`` -- the network's output, mapped back with the input's range
+    like the Enhancer does, then lands in the target's intensity scale. ``mode="own"``: the target
+    normalised by its own percentiles (scale-free, CSBDeep style).
+    """
+    if mode == "own":
+        tlo, thi = percentile_range(target, *norm)
+        return 1.0 / (thi - tlo), -tlo / (thi - tlo)
+    lo, hi = in_range
+    alpha, beta = fit
+    return alpha / (hi - lo), (beta - lo) / (hi - lo)
 
 
 def window_indices(t: int, in_frames: int, target_frame: str) -> list[int]:
@@ -70,15 +126,16 @@ def window_indices(t: int, in_frames: int, target_frame: str) -> list[int]:
 
 
 def to_unit(img: np.ndarray) -> np.ndarray:
-    """Scale a high-quality image to about [0, 1] (0.01/99.99 percentiles, clipped), float32.
+    """Scale a high-quality image to [0, 1] by its maximum (after lifting negatives to 0), float32.
 
-    PSSR's crappifiers add noise whose size is set for images in [0, 1] (their 8-bit data / 255).
+    PSSR's crappifier sets its noise relative to the image maximum (its 8-bit data / 255); no
+    clipping here, so the noise level is exactly what crappifying the raw image gives (as the
+    ``mito-holdout`` evaluation does).
     """
     img = np.asarray(img, dtype=np.float32)
-    lo, hi = np.percentile(img, (0.01, 99.99))
-    if hi - lo < 1e-6:
-        hi = lo + 1.0
-    return np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    lo = min(0.0, float(img.min()))
+    hi = float(img.max()) - lo
+    return ((img - lo) / (hi if hi > 0 else 1.0)).astype(np.float32)
 
 
 class SimPairs:
@@ -91,18 +148,21 @@ class SimPairs:
         in_frames: int,
         target_frame: str,
         norm: tuple[float, float],
+        target_norm: str = "input",
         seed_offset: int = 0,
         sequences: int | None = None,
     ) -> None:
         from ..sim import MicroscopeConfig, SimulatedMicroscope
 
         self.name = "sim"
-        self.s, self.f, self.target_frame = upscale, in_frames, target_frame
+        self.s, self.f, self.target_frame, self.target_norm = upscale, in_frames, target_frame, target_norm
         n_seq = sequences or cfg.sequences
         rng = np.random.default_rng(cfg.seed + seed_offset)
         lo_p, hi_p = cfg.laser_power
-        self.frames: list[np.ndarray] = []  # (T_all, h, w) normalised
-        self.truths: list[np.ndarray] = []  # (T, H, W) normalised, for the last T time points
+        self.frames: list[np.ndarray] = []  # (T_all, h, w) normalised inputs
+        self.ranges: list[list[tuple[float, float]]] = []  # (lo, hi) of every frame
+        self.truths: list[np.ndarray] = []  # (T, H, W) raw ground truth for the T target times
+        self.fits: list[list[tuple[float, float]]] = []  # frame ~ alpha * down(truth) + beta per target
         self.powers: list[float] = []
         pad_before = in_frames - 1 if target_frame == "newest" else in_frames // 2
         pad_after = 0 if target_frame == "newest" else in_frames // 2
@@ -118,17 +178,23 @@ class SimPairs:
                 **cfg.microscope,
             )
             mic = SimulatedMicroscope(mc)
-            frames, truths = [], []
+            frames, ranges, truths, fits = [], [], [], []
             for t in range(pad_before + cfg.timepoints + pad_after):
                 if pad_before <= t < pad_before + cfg.timepoints:
                     frame, truth = mic.acquire(t)
-                    truths.append(_norm(truth, *norm))
+                    truths.append(truth.astype(np.float32))
+                    fits.append(fit_intensity(frame, truth, upscale))
                 else:
                     frame = mic.frame(t)
-                frames.append(_norm(frame, *norm))
+                x, lo, hi = normalize_frame(frame, norm)
+                frames.append(x)
+                ranges.append((lo, hi))
             self.frames.append(np.stack(frames))
+            self.ranges.append(ranges)
             self.truths.append(np.stack(truths))
+            self.fits.append(fits)
             self.powers.append(power)
+        self.norm = norm
 
     def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
         k = int(rng.integers(len(self.frames)))
@@ -140,8 +206,9 @@ class SimPairs:
         idx = [self.offset + n for n in window_indices(t, self.f, self.target_frame)]
         x = frames[idx, i : i + c, j : j + c]
         s = self.s
-        y = truth[None, i * s : (i + c) * s, j * s : (j + c) * s]
-        return x, y
+        a, b = target_affine(self.target_norm, truth, self.ranges[k][idx[-1]], self.fits[k][t], self.norm)
+        y = truth[None, i * s : (i + c) * s, j * s : (j + c) * s] * a + b
+        return x, y.astype(np.float32)
 
 
 class StillPairs:
@@ -164,6 +231,7 @@ class StillPairs:
         in_frames: int,
         target_frame: str,
         norm: tuple[float, float],
+        target_norm: str = "input",
         mf_shift: float = 0.0,
         seed: int = 0,
         refresh: int = 2048,
@@ -178,19 +246,16 @@ class StillPairs:
                 "set the crappifier's scale (or the calibration's) to model.upscale",
             )
         self.s, self.f, self.target_frame, self.mf_shift = upscale, in_frames, target_frame, mf_shift
-        self.norm, self.seed, self.refresh = norm, seed, refresh
+        self.norm, self.target_norm, self.seed, self.refresh = norm, target_norm, seed, refresh
         self.versions = max(4, in_frames + 2)
         self.images: list[np.ndarray] = []
-        self.targets: list[np.ndarray] = []
         for img in images:
             img = to_unit(img)
             h, w = img.shape
             h, w = h - h % upscale, w - w % upscale
             if min(h, w) < 4 * upscale:
                 continue
-            img = np.ascontiguousarray(img[:h, :w])
-            self.images.append(img)
-            self.targets.append(_norm(img, *norm))
+            self.images.append(np.ascontiguousarray(img[:h, :w]))
         if not self.images:
             raise ConfigError(
                 f"source {name}: no usable 2-D images (all smaller than {4 * upscale} px)",
@@ -198,24 +263,30 @@ class StillPairs:
             )
         areas = np.array([im.size for im in self.images], dtype=np.float64)
         self.p = areas / areas.sum()
-        self._memo: dict[tuple[int, int, int], np.ndarray] = {}
+        self._memo: dict[
+            tuple[int, int, int], tuple[np.ndarray, tuple[float, float], tuple[float, float]]
+        ] = {}
         self._period = -1
 
-    def _copy(self, k: int, v: int, period: int) -> np.ndarray:
-        """Degraded copy ``v`` of image ``k`` in ``period``, normalised (memoised for the period)."""
+    def _copy(
+        self, k: int, v: int, period: int
+    ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+        """Degraded copy ``v`` of image ``k`` in ``period``: (normalised, (lo, hi), intensity fit)."""
         if period != self._period:
             self._memo.clear()
             self._period = period
         key = (k, v, period)
         if key not in self._memo:
             rng = np.random.default_rng((self.seed, k, v, period))
-            hi = self.images[k]
+            hi_img = self.images[k]
             if v > 0 and self.mf_shift > 0:  # copy 0 is the unshifted (target-aligned) one
                 from scipy.ndimage import shift as nd_shift
 
                 d = rng.uniform(-self.mf_shift, self.mf_shift, 2) * self.s
-                hi = nd_shift(hi, tuple(d), order=1, mode="reflect")
-            self._memo[key] = _norm(np.asarray(self.crap(hi, rng), dtype=np.float32), *self.norm)
+                hi_img = nd_shift(hi_img, tuple(d), order=1, mode="reflect")
+            lo_img = np.asarray(self.crap(hi_img, rng), dtype=np.float32)
+            x, lo, hi = normalize_frame(lo_img, self.norm)
+            self._memo[key] = (x, (lo, hi), fit_intensity(lo_img, self.images[k], self.s))
         return self._memo[key]
 
     def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
@@ -232,27 +303,32 @@ class StillPairs:
             picks.insert(target_pos, 0)
         else:
             picks = [int(v) for v in rng.choice(self.versions, size=self.f, replace=False)]
-        x = np.stack([self._copy(k, v, period)[i : i + c, j : j + c] for v in picks])
-        y = self.targets[k][None, i * s : (i + c) * s, j * s : (j + c) * s]
-        return x, y
+        copies = [self._copy(k, v, period) for v in picks]
+        x = np.stack([cp[0][i : i + c, j : j + c] for cp in copies])
+        newest = copies[-1]  # the live Enhancer maps the output back with the newest frame's range
+        fit = copies[target_pos][2]
+        a, b = target_affine(self.target_norm, self.images[k], newest[1], fit, self.norm)
+        y = self.images[k][None, i * s : (i + c) * s, j * s : (j + c) * s] * a + b
+        return x, y.astype(np.float32)
 
 
 class FMDPairs:
     """Real FMD raw frame -> 50-frame mean pairs (same size)."""
 
-    def __init__(self, fields: tuple[int, int], norm: tuple[float, float]) -> None:
+    def __init__(
+        self, fields: tuple[int, int], norm: tuple[float, float], target_norm: str = "input"
+    ) -> None:
         from .. import datasets
 
         self.name = "fmd"
         pairs = datasets.fmd_pairs(list(range(fields[0], fields[1] + 1)))
-        if not pairs:
-            raise ConfigError(
-                "no FMD pairs found",
-                "put the real data in ../shared/data/real or set "
-                "$LIVE_PSSR_REAL_DATA, or drop the fmd source",
-            )
-        self.x = [_norm(np.asarray(r, np.float32), *norm) for r, _ in pairs]
-        self.y = [_norm(np.asarray(t, np.float32), *norm) for _, t in pairs]
+        self.x, self.y = [], []
+        for raw, gt in pairs:
+            raw, gt = np.asarray(raw, np.float32), np.asarray(gt, np.float32)
+            x, lo, hi = normalize_frame(raw, norm)
+            a, b = target_affine(target_norm, gt, (lo, hi), fit_intensity(raw, gt, 1), norm)
+            self.x.append(x)
+            self.y.append((gt * a + b).astype(np.float32))
 
     def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
         k = int(rng.integers(len(self.x)))
@@ -299,6 +375,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     m.in_frames,
                     m.target_frame,
                     norm,
+                    cfg.data.target_norm,
                     seed_offset=100_000 if val else 0,
                     sequences=max(1, min(2, src.sequences)) if val else None,
                 )
@@ -328,12 +405,13 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     m.in_frames,
                     m.target_frame,
                     norm,
-                    src.mf_shift,
+                    cfg.data.target_norm,
+                    mf_shift=src.mf_shift,
                     seed=cfg.train.seed + (7 if val else 0),
                 )
             )
         elif isinstance(src, FMDSourceConfig):
-            sources.append(FMDPairs(src.fields, norm))
+            sources.append(FMDPairs(src.fields, norm, cfg.data.target_norm))
         weights.append(src.weight)
     return sources, weights
 

@@ -116,12 +116,16 @@ def evaluate_batch(
 # helpers
 
 
-def lr_at(step: int, cfg: Config) -> float:
-    """Linear warmup, then cosine decay to 2 % of the peak."""
+def lr_at(step: int, cfg: Config, time_frac: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to 2 % of the peak.
+
+    The decay follows whichever is further along: the steps (``step / steps``) or the time limit
+    (``time_frac`` = elapsed / max_minutes), so a run cut by its time limit still ends annealed.
+    """
     t = cfg.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
-    frac = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    frac = max((step - t.warmup_steps) / max(1, t.steps - t.warmup_steps), time_frac)
     return t.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
@@ -398,8 +402,13 @@ def train(
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if dev.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
+            time_frac = (elapsed0 + time.perf_counter() - t0) / limit_s
+            if dist is not None:  # every rank must use rank 0's learning rate
+                tf = torch.tensor([time_frac], dtype=torch.float64, device=dev)
+                dist.broadcast(tf, 0)
+                time_frac = float(tf.item())
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
+                g["lr"] = lr_at(step, cfg, time_frac)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
                 loss = loss_fn(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
