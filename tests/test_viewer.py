@@ -321,3 +321,14 @@ def test_qt_reference_guard_survives_many_signals(qapp):
     for _ in range(100_000):  # without the guard a leaky binding aborts the interpreter here
         p.sig.emit()
     assert sys.getrefcount(True) > 0 and sys.getrefcount(None) > 0
+
+
+def test_view_of_a_store_being_written_follows_new_frames(qtbot, live):
+    pipeline, runner = live
+    qtbot.waitUntil(lambda: pipeline.store is not None and pipeline.store.n_committed >= 3, timeout=20000)
+    w = ViewerWindow(store=pipeline.spec.path)
+    qtbot.addWidget(w)
+    w.show()
+    n0 = w.browser.n_frames
+    qtbot.waitUntil(lambda: w.time_slider.maximum() > n0 + 5, timeout=10000)
+    assert w.status_labels["state"].text() == "review (recording)"

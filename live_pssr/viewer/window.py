@@ -335,6 +335,19 @@ class ViewerWindow(QtWidgets.QMainWindow):
                 self._fitted = True
         if self.live:
             self._update_status()
+        elif time.perf_counter() - self._status_t > 1.0:
+            self._follow_growing_store()
+
+    def _follow_growing_store(self) -> None:
+        """Review of a store still being written: see new frames and counts once a second."""
+        self._status_t = time.perf_counter()
+        if not self.browser.growing:
+            return
+        n = self.browser.refresh()
+        self._n_max = max(0, n - 1)
+        self.time_slider.setMaximum(self._n_max)
+        self.time_label.setText(f"{self.review_t} / {self._n_max}")
+        self._review_status()
 
     def _live_tick(self) -> bool:
         d = self.pipeline.latest()
