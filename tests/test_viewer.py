@@ -248,6 +248,13 @@ def test_review_window_of_a_finished_store(qtbot, saved_store):
     w.time_slider.setValue(2)  # the slider scrubs
     w.tick()
     assert w.raw_panel.index == 2
+    w.activateWindow()  # shortcuts go to the active window
+    qtbot.waitUntil(w.isActiveWindow, timeout=5000)
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_Escape, QtCore.Qt.KeyboardModifier.ShiftModifier)  # no run
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_Space)
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_Left)
+    w.tick()
+    assert w.raw_panel.index == 1 and w.isVisible()
 
 
 def test_view_command_screenshot(qtbot, saved_store, tmp_path):

@@ -10,6 +10,7 @@ No Qt here: the viewer calls it from its GUI timer, tests call it directly.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import StoreFormatError
 from ..store import STATUS, StoreReader, open_store
+
+log = logging.getLogger("live_pssr.viewer")
 
 RETRY_S = 0.1  # shortest interval between re-opens when asked for a frame not committed yet
 
@@ -78,10 +82,21 @@ class StoreBrowser:
         return self._reader
 
     def refresh(self) -> int:
-        """Re-open the store; returns the number of frames it now holds."""
-        self._reader = open_store(self.path)
+        """Re-open the store; returns the number of frames it now holds.
+
+        A store being written can be caught mid-write (a record chunk being rewritten): then the
+        previous view is kept and the next call tries again.
+        """
+        try:
+            reader = open_store(self.path)
+        except Exception as err:
+            if self._reader is None or isinstance(err, StoreFormatError):
+                raise
+            log.debug("re-opening %s failed (%s); keeping the previous view", self.path, err)
+            return self._reader.n_frames
+        self._reader = reader
         self._opened = time.perf_counter()
-        return self._reader.n_frames
+        return reader.n_frames
 
     @property
     def n_frames(self) -> int:

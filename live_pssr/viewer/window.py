@@ -122,7 +122,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         seqs = [keys] if isinstance(keys, str) else keys
         act.setShortcuts([QtGui.QKeySequence(k) for k in seqs])
         act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
-        act.setToolTip(f"{tip} ({', '.join(seqs)})")
+        act.setToolTip(f"{tip} ({', '.join(seqs)})" if seqs else tip)
         act.triggered.connect(slot)
         self.addAction(act)
         return act
@@ -130,11 +130,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def _build_toolbar(self) -> None:
         bar = self.addToolBar("controls")
         bar.setMovable(False)
-        self.start_act = self._action("Start", [], self.start, "Start / resume acquisition")
-        self.pause_act = self._action("Pause", [], self.pause, "Pause acquisition")
+        self.start_act = self._action("Start", [], self.start, "Resume acquisition (Space)")
+        self.pause_act = self._action("Pause", [], self.pause, "Pause acquisition (Space)")
         self.toggle_act = self._action("Pause/resume", "Space", self.toggle_pause, "Pause or resume")
         self.stop_act = self._action("Stop", "Shift+Esc", self.stop, "Stop acquisition")
-        self.snap_act = self._action("Snapshot", "Ctrl+S", self.snapshot,
+        self.snap_act = self._action("Snapshot", "Ctrl+S", lambda: self.snapshot(),
                                      "Save both panels as PNG next to the store")
         self.fit_act = self._action("Fit", "F", self.fit, "Show the whole field")
         if self.live:
@@ -398,8 +398,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
             return False
         try:
             f = self.browser.frame(t)
-        except (IndexError, OSError, ValueError) as err:
-            self.record_label.setText(f"cannot read frame {t} yet: {err}")
+        except Exception as err:  # not committed yet, or a chunk caught mid-write: try again
+            self.record_label.setText(f"cannot read frame {t} yet: {type(err).__name__}: {err}")
             self._review_retry = now + 0.2
             return False
         pending = f.index < t and self.browser.growing  # not committed yet: keep asking
@@ -488,6 +488,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         return "live"
 
     def _update_status(self, force: bool = False) -> None:
+        if not self.live:
+            return
         now = time.perf_counter()
         if not force and now - self._status_t < 1.0 / STATUS_HZ:
             return
