@@ -81,28 +81,36 @@ MAX_REASONS = 20
 
 
 class CallTimer:
-    """Durations of the hook calls: count, mean, max and percentiles of the recent ones."""
+    """Cost of the hook calls: wall time (count, mean, max, recent percentiles) and CPU time.
+
+    Wall time is what the acquisition thread waited; the calling thread's CPU time is what the
+    hook itself spent (the difference is time the OS or the GIL gave to other threads).
+    """
 
     def __init__(self, keep: int = 10_000) -> None:
         self.count = 0
         self.total_s = 0.0
+        self.cpu_s = 0.0
         self.max_s = 0.0
         self.recent: deque[float] = deque(maxlen=keep)
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, cpu_seconds: float = 0.0) -> None:
         self.count += 1
         self.total_s += seconds
+        self.cpu_s += cpu_seconds
         self.max_s = max(self.max_s, seconds)
         self.recent.append(seconds)
 
     def as_dict(self) -> dict[str, Any]:
         rec = np.array(self.recent) * 1e3
+        n = self.count
         return {
-            "calls": self.count,
-            "mean_ms": self.total_s / self.count * 1e3 if self.count else None,
+            "calls": n,
+            "mean_ms": self.total_s / n * 1e3 if n else None,
+            "cpu_mean_ms": self.cpu_s / n * 1e3 if n else None,
             "p50_ms": float(np.percentile(rec, 50)) if rec.size else None,
             "p99_ms": float(np.percentile(rec, 99)) if rec.size else None,
-            "max_ms": self.max_s * 1e3 if self.count else None,
+            "max_ms": self.max_s * 1e3 if n else None,
         }
 
 
@@ -165,7 +173,8 @@ class SessionSummary:
                 lines.append(f"  {name}: raw {s.raw_written}, enhanced {s.enhanced_live}+{s.enhanced_after}, "
                              f"skipped {s.skipped}, failed {s.failed}, pending {s.pending}")
         hook_ms = ("-" if hook.get("p50_ms") is None
-                   else f"p50 {hook['p50_ms']:.3f} / p99 {hook['p99_ms']:.3f} / max {hook['max_ms']:.3f} ms")
+                   else f"p50 {hook['p50_ms']:.3f} / p99 {hook['p99_ms']:.3f} / max {hook['max_ms']:.3f} ms"
+                   f" (CPU {hook['cpu_mean_ms']:.3f} ms per frame)")
         lines += [f"  layout            {self.layout} ({len(self.streams)} stream(s)) at {self.store_path}",
                   f"  frames received   {self.frames_received} (rejected {self.rejected}, "
                   f"after close {self.after_close})",
@@ -196,7 +205,7 @@ class LiveSession:
     own_storage : bool
         The pycromanager hook returns ``None`` for stored frames (live-pssr owns storage).
     enhance : bool
-        False: store raw frames only (no model).
+        False: store raw frames only (``model`` is not loaded).
     layout : {"auto", "single", "series"}
         How frames are split into stores (see :mod:`live_pssr.mm.series`).
     frame_shape : (int, int), optional
@@ -271,6 +280,7 @@ class LiveSession:
         self._mda_sizes: dict[str, int] | None = None
         self._mda_interval_s: float | None = None
         self._closed = False
+        self._stop_lock = threading.Lock()
         self.summary: SessionSummary | None = None
 
     # ================================================================== lifecycle
@@ -324,9 +334,14 @@ class LiveSession:
 
         ``progress(done, total)`` reports the backlog being enhanced from disk. Idempotent.
         """
+        with self._stop_lock:
+            if self.summary is None:
+                self.summary = self._stop(finish_backlog, progress, interrupted)
+            return self.summary
+
+    def _stop(self, finish_backlog: bool, progress: Callable[[int, int], None] | None,
+              interrupted: bool) -> SessionSummary:
         with self._lock:
-            if self.summary is not None:
-                return self.summary
             self._closed = True
         self.disconnect()
         streams = list(self._streams.values())
@@ -364,7 +379,6 @@ class LiveSession:
                 self._write_index("closed", summary)
             except OSError as err:
                 summary.errors.append(f"could not write the series index: {err}")
-        self.summary = summary
         return summary
 
     # ================================================================== pycromanager
@@ -374,14 +388,14 @@ class LiveSession:
         Returns ``(image, metadata)`` unchanged (Micro-Manager's storage keeps working), or
         ``None`` with ``own_storage=True`` when live-pssr stored the frame. Never raises.
         """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         stored = False
         try:
             stored = self._accept(image, from_pycromanager(metadata), "pycromanager")
         except Exception as err:  # never into the acquisition
             self._error(f"hook failed: {err!r}")
         finally:
-            self.timer.add(time.perf_counter() - t0)
+            self.timer.add(time.perf_counter() - t0, time.thread_time() - c0)
         return None if (stored and self.own_storage) else (image, metadata)
 
     def record_settings(self, core: Any) -> None:
@@ -441,13 +455,13 @@ class LiveSession:
 
     def frameReady(self, image: np.ndarray, event: Any, metadata: dict[str, Any]) -> None:  # noqa: N802
         """pymmcore-plus signal: copy the frame into live-pssr. Never raises."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             self._accept(image, from_mda(event, metadata), "pymmcore-plus")
         except Exception as err:
             self._error(f"frameReady failed: {err!r}")
         finally:
-            self.timer.add(time.perf_counter() - t0)
+            self.timer.add(time.perf_counter() - t0, time.thread_time() - c0)
 
     # ================================================================== viewer interface
     def latest(self) -> DisplayFrame | None:

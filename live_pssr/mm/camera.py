@@ -18,8 +18,9 @@ settings applied::
 With the defaults (``Exposure == ReferenceExposureMs``, ``LaserPower`` = the config's, binning 1,
 no ROI) frame ``t`` is bit-identical to ``SimulatedMicroscope(config).frame(t)``.
 
-Timing: ``Timing = "exposure"`` delivers one frame per exposure time like a real camera
-(``fast``: as fast as frames can be rendered). ``FrameBank = N`` renders N time points once and
+Timing: ``Timing = "exposure"`` delivers one frame per exposure time on the camera's own clock,
+like a real camera (a late host catches up instead of slowing the clock); ``fast``: as fast as
+frames can be rendered. ``FrameBank = N`` renders N time points once and
 cycles through them (for benchmarks at sizes that cannot be rendered at camera rate).
 
 Every delivered frame is logged in :attr:`SimulatedCamera.log` (time index, delivery time, shape and,
@@ -33,7 +34,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +132,11 @@ class SimulatedCamera(SimpleCameraDevice):
 
     def dtype(self) -> np.dtype:
         return CameraModel(bit_depth=self._bit_depth).dtype
+
+    def start_sequence(self, n: int | None, get_buffer: Any) -> Iterator[Mapping]:
+        """A sequence (or one snap): the camera's frame clock starts now."""
+        self._due = None
+        yield from super().start_sequence(n, get_buffer)
 
     def snap(self, buffer: np.ndarray) -> Mapping[str, Any]:
         """Render the next frame into ``buffer`` (full sensor), waiting out the exposure."""
@@ -287,13 +293,17 @@ class SimulatedCamera(SimpleCameraDevice):
         self._bank = {}
 
     def _wait_exposure(self) -> None:
+        """Deliver frame k of a sequence at start + (k + 1) * exposure, like a camera's own clock.
+
+        A late host thread does not slow the clock down: frames that are due are delivered at
+        once (the frame grabber's buffer catching up), so the frame rate over a run is the
+        camera's, whatever else runs on the computer.
+        """
         if self._timing != "exposure":
             return
-        period = self._exposure / 1e3
-        now = time.perf_counter()
-        if self._due is None or now - self._due > period:
-            self._due = now  # first frame, or after a pause: start a new frame clock
-        self._due += period
+        if self._due is None:
+            self._due = time.perf_counter()
+        self._due += self._exposure / 1e3
         delay = self._due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
