@@ -74,14 +74,16 @@ class Enhancer:
             self._window.append(x)
         return self._run(list(self._window), lo, hi, image.dtype)
 
-    def enhance_window(self, frames: list[np.ndarray]) -> np.ndarray:
-        """Enhance the last of ``frames`` (oldest first), statelessly.
+    def enhance_window(self, frames: list[np.ndarray], ref: int = -1) -> np.ndarray:
+        """Enhance one window of ``frames`` (oldest first), statelessly.
 
         Multi-frame models take the last ``in_frames`` of ``frames``; fewer are padded by
-        repeating the oldest. Intensities map back with the last frame's range.
+        repeating the oldest. The output belongs to frame ``ref`` of the window (-1: the newest;
+        the centre for centre-target models) and is mapped back with that frame's range.
         """
         frames = list(frames)[-self.in_frames:]
-        frames = [frames[0]] * (self.in_frames - len(frames)) + frames
+        pad = self.in_frames - len(frames)
+        frames = [frames[0]] * pad + frames
         normed = [self._normalized(f) for f in frames]
-        _, lo, hi = normed[-1]
-        return self._run([n[0] for n in normed], lo, hi, frames[-1].dtype)
+        _, lo, hi = normed[ref if ref < 0 else ref + pad]
+        return self._run([n[0] for n in normed], lo, hi, frames[ref if ref < 0 else ref + pad].dtype)

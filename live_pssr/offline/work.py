@@ -210,16 +210,9 @@ def enhance_frames(enhancer: Any, frames: np.ndarray, first: int, n_total: int, 
 
 
 def enhance_window(enhancer: Any, window: list[np.ndarray], ref: int) -> np.ndarray:
-    """Enhance a full window, mapping the output back with frame ``ref``'s intensity range.
-
-    The newest-frame case is :meth:`Enhancer.enhance_window`; for centre-target models the same
-    steps map back with the centre frame's range (the frame the output belongs to).
-    """
-    if ref == len(window) - 1:
-        return enhancer.enhance_window(window)
-    normed = [enhancer._normalized(f) for f in window]  # noqa: SLF001 - see docstring
-    _, lo, hi = normed[ref]
-    return enhancer._run([x for x, _, _ in normed], lo, hi, window[ref].dtype)  # noqa: SLF001
+    """Enhance a full window, mapping the output back with frame ``ref``'s intensity range
+    (the frame the output belongs to: the newest, or the centre for centre-target models)."""
+    return enhancer.enhance_window(window, ref=ref)
 
 
 def block_range(spec: Any, n: int, start: int, stop: int) -> tuple[int, int]:
