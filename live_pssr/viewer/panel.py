@@ -9,7 +9,8 @@ levels and table. Coordinates are in enhanced pixels: a raw panel is created wit
 
 Per frame the panel does as little as possible: auto levels from a sample of the frame (at most
 ``AUTO_HZ`` times a second), a strided view of the frame when the view shows more image pixels
-than screen pixels, one ``setImage(..., autoLevels=False)``; the histogram is refreshed at most
+than screen pixels, coloured by one table look-up (:func:`~live_pssr.viewer.contrast.to_rgba`),
+one ``setImage(..., autoLevels=False)``; the histogram is refreshed at most
 ``HIST_HZ`` times a second.
 A hidden panel keeps the newest frame and draws it when shown again.
 """
@@ -22,7 +23,7 @@ import numpy as np
 import pyqtgraph as pg
 from qtpy import QtCore, QtGui, QtWidgets
 
-from .contrast import LUTS, auto_levels, display_stride, histogram, lut_table
+from .contrast import LUTS, auto_levels, display_stride, histogram, lut_table, to_rgba
 
 HIST_HZ = 4.0
 AUTO_HZ = 10.0  # auto levels follow the frames at most this often (a change shows within 0.1 s)
@@ -99,7 +100,7 @@ class LevelsHistogram(pg.PlotWidget):
 class ImagePanel(QtWidgets.QWidget):
     """An image view with a title, an auto-contrast switch, a LUT menu and a histogram."""
 
-    #: emitted when the user changes contrast or LUT (not on automatic updates)
+    #: emitted when the contrast mode, manual levels or the LUT change (not per-frame auto levels)
     contrastChanged = QtCore.Signal()
 
     def __init__(self, title: str, lut: str = "grey", scale: float = 1.0,
@@ -157,7 +158,6 @@ class ImagePanel(QtWidgets.QWidget):
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.hist)
         self.lut_box.setCurrentText(lut)
-        self._apply_lut()
 
     # ---------------------------------------------------------------- contrast and LUT
     def set_auto(self, auto: bool) -> None:
@@ -170,12 +170,14 @@ class ImagePanel(QtWidgets.QWidget):
         if self.auto and self.image is not None:
             self._apply_levels(auto_levels(self.image))
             self.hist.set_levels(*self.levels)
+            self.redraw()
         self.contrastChanged.emit()
 
     def set_levels(self, lo: float, hi: float) -> None:
         """Manual contrast: show intensities ``lo..hi`` (switches auto off)."""
         self.set_auto(False)
         self._apply_levels((float(lo), float(hi)))
+        self.redraw()
         self.contrastChanged.emit()
 
     def set_lut(self, name: str) -> None:
@@ -186,37 +188,24 @@ class ImagePanel(QtWidgets.QWidget):
         if self.lut_box.currentText() != name:
             self.lut_box.setCurrentText(name)  # re-enters once through the signal
             return
-        self._apply_lut()
+        self.redraw()
         self.contrastChanged.emit()
-
-    def _apply_lut(self) -> None:
-        table = lut_table(self.lut)
-        for item in self._items():
-            item.setLookupTable(table)
 
     def _apply_levels(self, levels: tuple[float, float]) -> None:
         self.levels = levels
-        for item in self._items():
-            item.setLevels(levels)
         if not self.auto:  # automatic levels reach the histogram with its next refresh
             self.hist.set_levels(*levels)
 
     def _levels_from_histogram(self, lo: float, hi: float) -> None:
         self.set_auto(False)
         self.levels = (float(lo), float(hi))
-        for item in self._items():
-            item.setLevels(self.levels)
+        self.redraw()
         self.contrastChanged.emit()
 
     # ---------------------------------------------------------------- images
     def add_mirror(self, item: pg.ImageItem, scale: float) -> None:
         """Let ``item`` (elsewhere) follow this panel's levels and LUT; see :meth:`draw_into`."""
         self._mirrors.append((item, scale))
-        item.setLookupTable(lut_table(self.lut))
-        item.setLevels(self.levels)
-
-    def _items(self) -> list[pg.ImageItem]:
-        return [self.item, *(m for m, _ in self._mirrors)]
 
     def set_image(self, image: np.ndarray, index: int | None = None, info: str | None = None) -> None:
         """Show ``image`` (frame ``index``); drawn now if visible, else when the panel is shown."""
@@ -236,7 +225,7 @@ class ImagePanel(QtWidgets.QWidget):
 
     def draw_into(self, item: pg.ImageItem, image: np.ndarray, scale: float) -> None:
         """Draw ``image`` in a mirror item with this panel's levels and LUT."""
-        _set_strided(item, image, self._stride_for(scale), scale, self.levels)
+        _set_strided(item, image, self._stride_for(scale), scale, self.levels, self.lut)
 
     def _stride_for(self, scale: float) -> int:
         px = self.view.viewPixelSize()[0]  # view units per (logical) screen pixel
@@ -247,7 +236,7 @@ class ImagePanel(QtWidgets.QWidget):
         if self.image is None:
             return
         self._stride = self._stride_for(self.scale)
-        _set_strided(self.item, self.image, self._stride, self.scale, self.levels)
+        _set_strided(self.item, self.image, self._stride, self.scale, self.levels, self.lut)
         self._dirty = False
         now = time.perf_counter()
         if now - self._hist_t >= 1.0 / HIST_HZ:
@@ -256,9 +245,13 @@ class ImagePanel(QtWidgets.QWidget):
             self.hist.set_levels(*self.levels)
 
     def redraw(self) -> None:
-        """Draw the current frame again (after a zoom change or when shown)."""
-        if self.image is not None:
+        """Draw the current frame again (new contrast, LUT or zoom); a hidden panel waits."""
+        if self.image is None:
+            return
+        if self.isVisible():
             self._draw()
+        else:
+            self._dirty = True
 
     def _range_changed(self) -> None:
         if self.image is not None and self._stride_for(self.scale) != self._stride:
@@ -296,9 +289,10 @@ class ImagePanel(QtWidgets.QWidget):
 
 
 def _set_strided(item: pg.ImageItem, image: np.ndarray, stride: int, scale: float,
-                 levels: tuple[float, float]) -> None:
-    shown = image[::stride, ::stride] if stride > 1 else image
-    item.setImage(shown, autoLevels=False, levels=levels)
+                 levels: tuple[float, float], lut: str) -> None:
+    """Show every ``stride``-th pixel of ``image``, coloured, over its full extent."""
+    shown = to_rgba(image[::stride, ::stride] if stride > 1 else image, levels, lut)
+    item.setImage(shown, autoLevels=False)
     h, w = shown.shape[:2]
     rect = QtCore.QRectF(0, 0, w * stride * scale, h * stride * scale)
     if getattr(item, "_live_pssr_rect", None) != rect:
