@@ -257,3 +257,15 @@ def test_slow_model_500_frames_at_full_camera_rate_loses_nothing(core, tiny_mode
     assert counts["pending"] > 0 and peak["backlog"] > 0  # the model fell behind: backlog on disk...
     assert peak["enhance"] <= 4 and peak["raw"] <= 32  # ...while the frames in memory stayed bounded
     assert summary.rejected == 0 and summary.errors == []
+
+
+def test_bridge_refuses_versions_it_was_not_verified_with(monkeypatch):
+    from live_pssr.errors import ConfigError
+    from live_pssr.mm import pycromanager_bridge
+
+    pycromanager_bridge.check_versions()  # the installed, pinned versions pass
+    monkeypatch.setattr(pycromanager_bridge, "package_versions",
+                        lambda: {"pycromanager": "0.34.0", "pymmcore-plus": "0.18.1"})
+    with pytest.raises(ConfigError, match="pycromanager 0.34.0") as err:
+        pycromanager_bridge.check_versions()
+    assert "pycromanager==1.0.2" in err.value.hint

@@ -8,7 +8,9 @@ internals, so it pins the versions it was verified with and refuses others loudl
 * :class:`SnakeUniMMCore`: a ``UniMMCore`` that also answers snake_case names (resolved at call
   time, so ``UniMMCore``'s Python-device overrides are the ones used);
 * :func:`install` / :func:`uninstall` (or the :func:`pycromanager_backend` context manager): make
-  a core pycromanager's active core (and its ``Engine`` singleton's), and undo it.
+  a core pycromanager's active core (and its ``Engine`` singleton's), and undo it;
+* the core's ``pop_next_tagged_image`` waits half a millisecond on an empty buffer instead of
+  letting pycromanager's engine spin on the GIL (which starved the camera thread at 2048²).
 
 Usage::
 
@@ -21,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import re
+import time
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,10 +74,22 @@ _SNAKE = {
 }
 
 
+#: how long a pop waits for the camera's next frame before reporting an empty buffer
+POP_WAIT_S = 0.0005
+
+
 def _pop_next_tagged_image(self: Any) -> Any:
-    """One pop from the sequence buffer with backend-neutral (dict) metadata."""
+    """One pop from the sequence buffer with backend-neutral (dict) metadata.
+
+    pycromanager's engine retries a failed pop at once, in a pure-Python loop that holds the GIL
+    between retries and starves every other thread (the camera's, the image processor's, the
+    storage's). Waiting ``POP_WAIT_S`` when the buffer is empty turns that spin into a poll; a
+    frame that is already there is popped without waiting.
+    """
     from mmpycorex import launcher
 
+    if not self.getRemainingImageCount():
+        time.sleep(POP_WAIT_S)
     img, md = self.popNextImageAndMD()
     return launcher.TaggedImage(dict(md), img)
 
