@@ -161,3 +161,19 @@ def test_frame_info_from_pymmcore_plus_metadata():
     assert info.metadata["exposure_ms"] == 7.0 and info.metadata["position_um"] == {"z": -1.0}
     snap_mode = from_pycromanager({"Axes": {"time": 0}, "Camera": "Cam"}, arrival_s=5.0)
     assert snap_mode.timestamp_s == 5.0 and snap_mode.metadata["camera"] == "Cam"
+
+
+@pytest.mark.parametrize("layout", ["single", "series"])
+def test_a_store_that_cannot_be_created_is_reported_and_frames_pass_on(tmp_path, layout):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    session = LiveSession(store=blocker / "run.zarr", enhance=False, layout=layout)
+    for t in range(5):
+        md = pm_metadata(t)
+        out = session.pycromanager_hook(frame(t), md)
+        assert out is not None and out[1] is md
+    session.streams  # noqa: B018 - reading it must not fail either
+    summary = session.close()
+    assert summary.raw_written == 0 and summary.frames_received == 5
+    assert any(str(blocker) in e for e in summary.errors)
+    assert session.failed

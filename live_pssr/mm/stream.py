@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LivePSSRError, StoreWriteError
 from ..frames import Frame, check_frame
 from ..pipeline import LivePipeline, Summary
 
@@ -119,6 +120,9 @@ class Stream:
                     return
 
     def _fail(self, err: Exception) -> None:
+        if not isinstance(err, LivePSSRError):  # e.g. OSError creating the series folder
+            err = StoreWriteError(f"stream {self.name} could not start its store at {self.path}: {err}",
+                                  "check that the output folder is writable and has free space")
         with self._lock:
             self.error = err
             dropped = len(self._pending)
