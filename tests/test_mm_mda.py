@@ -143,3 +143,17 @@ def test_binning_change_between_events_is_rejected_not_raised(core, tmp_path):
     core.mda.events.eventStarted.disconnect(on_event)
     assert session.summary.frames_received == 6 and session.summary.rejected == 3
     assert open_store(tmp_path / "run.ome.zarr").n_frames == 3
+
+
+def test_positions_become_streams_and_keep_their_stage_coordinates(core, tmp_path):
+    seq = useq.MDASequence(time_plan={"interval": 0, "loops": 2},
+                           stage_positions=[(0.0, 0.0, 0.0), (120.0, -40.0, 0.0)], axis_order="tpcz")
+    with LiveSession(store=tmp_path / "xy.ome.zarr", enhance=False) as session:
+        session.connect(core)
+        core.mda.run(seq)
+    series = open_series(tmp_path / "xy.ome.zarr")
+    assert sorted(series.streams) == ["position-0", "position-1"]
+    first = series.streams["position-1"].run["acquisition"]["first_frame"]
+    assert first["position_um"]["x"] == pytest.approx(120.0)
+    assert first["position_um"]["y"] == pytest.approx(-40.0)
+    assert core.getXYPosition() == pytest.approx((120.0, -40.0))

@@ -269,3 +269,13 @@ def test_bridge_refuses_versions_it_was_not_verified_with(monkeypatch):
     with pytest.raises(ConfigError, match="pycromanager 0.34.0") as err:
         pycromanager_bridge.check_versions()
     assert "pycromanager==1.0.2" in err.value.hint
+
+
+def test_xy_positions_become_streams(core, tmp_path):
+    with LiveSession(store=tmp_path / "xy.ome.zarr", enhance=False) as session:
+        with Acquisition(directory=None, image_process_fn=session.pycromanager_hook) as acq:
+            acq.acquire(events(num_time_points=2, xy_positions=[[0, 0], [50, 25]]))
+    series = open_series(tmp_path / "xy.ome.zarr")
+    assert sorted(series.streams) == ["position-0", "position-1"]
+    assert all(r.n_frames == 2 for r in series.streams.values())
+    assert core.getXYPosition() == pytest.approx((50.0, 25.0))

@@ -3,7 +3,7 @@
 Modules (imported lazily: ``import live_pssr.mm`` does not load pymmcore-plus):
 
 * :mod:`~live_pssr.mm.camera` -- :class:`SimulatedCamera`, a unicore Python camera device serving
-  the simulated microscope; :mod:`~live_pssr.mm.focus` -- :class:`SimulatedFocus`, its z drive.
+  the simulated microscope; :mod:`~live_pssr.mm.stages` -- its z drive and XY stage.
 * :mod:`~live_pssr.mm.core` -- :func:`simulated_core`, :func:`load_core` (a ``.cfg`` file),
   :func:`core_metadata`.
 * :mod:`~live_pssr.mm.pycromanager_bridge` -- pycromanager's Python backend on a ``UniMMCore``
@@ -21,7 +21,8 @@ from typing import Any
 
 _LAZY = {
     "SimulatedCamera": "camera",
-    "SimulatedFocus": "focus",
+    "SimulatedFocus": "stages",
+    "SimulatedXYStage": "stages",
     "simulated_core": "core",
     "simulated_camera": "core",
     "load_core": "core",

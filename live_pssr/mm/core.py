@@ -1,8 +1,9 @@
 """Micro-Manager cores for live-pssr: the simulated system, a hardware configuration, their metadata.
 
 * :func:`simulated_core` builds a real MMCore (pymmcore-plus's ``UniMMCore``) with the
-  :class:`~live_pssr.mm.camera.SimulatedCamera` as camera ``Cam``, a
-  :class:`~live_pssr.mm.focus.SimulatedFocus` as focus drive ``Z``, a ``Channel`` group
+  :class:`~live_pssr.mm.camera.SimulatedCamera` as camera ``Cam``,
+  :class:`~live_pssr.mm.stages.SimulatedFocus` as focus drive ``Z`` and
+  :class:`~live_pssr.mm.stages.SimulatedXYStage` as XY stage ``XY``, a ``Channel`` group
   (``LowLaser`` = the config's laser power, ``HighLaser`` = 1.0) and a pixel size. Auto-shutter
   is off (there is no shutter device; pymmcore-plus's MDA would otherwise try to close one).
 * :func:`load_core` loads a Micro-Manager ``.cfg`` file: ``UniMMCore`` when the file declares
@@ -22,7 +23,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..sim import MicroscopeConfig
 
-CAMERA, FOCUS, CHANNEL_GROUP = "Cam", "Z", "Channel"
+CAMERA, FOCUS, XY_STAGE, CHANNEL_GROUP = "Cam", "Z", "XY", "Channel"
 #: the package versions this integration was written and tested against (see pycromanager_bridge)
 PACKAGES = ("pymmcore-plus", "pymmcore", "pycromanager", "useq-schema")
 
@@ -75,7 +76,7 @@ def simulated_core(
     from pymmcore_plus.experimental.unicore import UniMMCore
 
     from .camera import SimulatedCamera
-    from .focus import SimulatedFocus
+    from .stages import SimulatedFocus, SimulatedXYStage
 
     config = config or MicroscopeConfig()
     core = (core_class or UniMMCore)(mm_path=_empty_adapter_dir())
@@ -87,6 +88,9 @@ def simulated_core(
     core.loadPyDevice(FOCUS, SimulatedFocus())
     core.initializeDevice(FOCUS)
     core.setFocusDevice(FOCUS)
+    core.loadPyDevice(XY_STAGE, SimulatedXYStage())
+    core.initializeDevice(XY_STAGE)
+    core.setXYStageDevice(XY_STAGE)
     core.defineConfig(CHANNEL_GROUP, "LowLaser", CAMERA, "LaserPower", str(config.laser_power))
     core.defineConfig(CHANNEL_GROUP, "HighLaser", CAMERA, "LaserPower", "1.0")
     core.setChannelGroup(CHANNEL_GROUP)
