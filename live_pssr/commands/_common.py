@@ -78,10 +78,11 @@ def run_live(
     except KeyboardInterrupt:
         interrupted = True
         console.print("\ninterrupted: stopping acquisition, closing the store")
-    runner.stop()
-    runner.done.wait()
-    summary = _stop_with_progress(pipeline, console, interrupted)
-    console.print(summary.text())
+    finally:  # whatever happened in the viewer or the loop: stop acquiring, close the store
+        runner.stop()
+        runner.done.wait()
+        summary = _stop_with_progress(pipeline, console, interrupted)
+        console.print(summary.text())
     if runner.error is not None:
         raise runner.error
     if pipeline.failed:

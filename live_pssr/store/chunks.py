@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def _codec(name: str, itemsize: int) -> tuple[Any, Any]:
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON to ``path`` via a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=2, allow_nan=True)
     os.replace(tmp, path)
@@ -89,11 +90,21 @@ class ChunkFileArray:
     def chunk_path(self, coords: tuple[int, ...]) -> Path:
         return self.path / ".".join(("c", *map(str, coords)))
 
-    def write_chunk(self, coords: tuple[int, ...], chunk: np.ndarray) -> int:
-        """Encode and write the chunk at grid ``coords``; returns bytes written."""
+    def write_chunk(self, coords: tuple[int, ...], chunk: np.ndarray, atomic: bool = False) -> int:
+        """Encode and write the chunk at grid ``coords``; returns bytes written.
+
+        ``atomic`` writes a temporary file and renames it into place, so a reader of a store that
+        is being written never sees a half-written chunk: needed for chunks that may already be
+        visible (rewritten record chunks, enhanced frames arriving after their commit). Raw
+        frames are written before the commit that makes them visible and need no rename.
+        """
         blob = self.encode(chunk)
-        with open(self.chunk_path(coords), "wb") as f:
+        path = self.chunk_path(coords)
+        target = path.with_name(f".{path.name}.tmp") if atomic else path
+        with open(target, "wb") as f:
             f.write(blob)
+        if atomic:
+            os.replace(target, path)
         return len(blob)
 
     def read_chunk(self, coords: tuple[int, ...]) -> np.ndarray | None:

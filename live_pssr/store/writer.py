@@ -183,7 +183,7 @@ class RunStore:
                        enhance_start_s: float | None = None) -> None:
         """Write an enhanced frame and its record (any order, any thread)."""
         try:
-            self.bytes_written += self.enhanced.write_chunk((index, 0, 0, 0), image)
+            self.bytes_written += self.enhanced.write_chunk((index, 0, 0, 0), image, atomic=True)
         except OSError as err:
             raise _write_error(err, self.path) from err
         end = self.now()
@@ -208,7 +208,7 @@ class RunStore:
             try:
                 for k, arr in self.columns.items():
                     for c, data in chunks[k].items():
-                        arr.write_chunk((c,), _pad(data, k))
+                        arr.write_chunk((c,), _pad(data, k), atomic=True)
                 for arr in self.columns.values():
                     arr.resize((n,))
                 self.raw.resize((n, *self.raw.shape[1:]))
