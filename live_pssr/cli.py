@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -45,15 +46,20 @@ _register(app, "commands", COMMANDS)
 _register(bench_app, "bench", BENCHES)
 
 
-def main() -> None:
-    """Console entry point."""
+def run_reporting_errors(entry: Callable[[], object]) -> None:
+    """Run a CLI entry point; a LivePSSRError prints the problem and the fix and exits 2."""
     try:
-        app()
+        entry()
     except LivePSSRError as err:
         typer.secho(f"error: {err.message}", fg="red", err=True)
         if err.hint:
             typer.secho(f"  fix: {err.hint}", fg="yellow", err=True)
         sys.exit(2)
+
+
+def main() -> None:
+    """Console entry point."""
+    run_reporting_errors(app)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,20 @@ def run_live(
         policy=pol,
     )
     runner = SourceRunner(source, pipeline, frames).start()
+    drive_run(pipeline, runner, headless=headless, screenshot=screenshot, console=console)
+    if runner.error is not None:
+        raise runner.error
+    if pipeline.failed:
+        raise pipeline._error  # noqa: SLF001 - surfaced once, after the store is closed
+
+
+def drive_run(run: Any, runner: Any, *, headless: bool, screenshot: Path | None, console: Any) -> Any:
+    """Show the viewer (or a progress line) until ``runner`` is done, then stop ``run``.
+
+    ``run`` is a LivePipeline or a LiveSession (``latest``/``stats``/``stop``); ``runner`` follows
+    the runner protocol (``done``, ``stop``, ``pause``). Whatever happens in the viewer or the
+    loop, acquisition is stopped and the store closed; returns the run's summary.
+    """
     use_viewer = not headless and (has_display() or screenshot is not None)
     if not headless and not use_viewer:
         console.print("no display found: running headless (use --screenshot PATH to render the viewer)")
@@ -72,7 +86,7 @@ def run_live(
         if use_viewer:
             from ..viewer import run_live_viewer
 
-            run_live_viewer(pipeline, runner, screenshot=screenshot)
+            run_live_viewer(run, runner, screenshot=screenshot)
         else:
             _progress_loop(runner, console)
     except KeyboardInterrupt:
@@ -81,12 +95,9 @@ def run_live(
     finally:  # whatever happened in the viewer or the loop: stop acquiring, close the store
         runner.stop()
         runner.done.wait()
-        summary = _stop_with_progress(pipeline, console, interrupted)
+        summary = _stop_with_progress(run, console, interrupted)
         console.print(summary.text())
-    if runner.error is not None:
-        raise runner.error
-    if pipeline.failed:
-        raise pipeline._error  # noqa: SLF001 - surfaced once, after the store is closed
+    return summary
 
 
 def _progress_loop(runner: Any, console: Any) -> None:

@@ -26,9 +26,7 @@ from ._common import (
     OverwriteOpt,
     PolicyOpt,
     ScreenshotOpt,
-    _progress_loop,
-    _stop_with_progress,
-    has_display,
+    drive_run,
 )
 
 
@@ -148,24 +146,7 @@ def command(
                   f"engine {session.enhancer.engine_name}, policy {policy}")
     sequence = useq.MDASequence(time_plan={"interval": interval, "loops": frames})
     runner = MDARunner(core, sequence, stats_source=session).start()
-    use_viewer = not headless and (has_display() or screenshot is not None)
-    if not headless and not use_viewer:
-        console.print("no display found: running headless (use --screenshot PATH to render the viewer)")
-    interrupted = False
-    try:
-        if use_viewer:
-            from ..viewer import run_live_viewer
-
-            run_live_viewer(session, runner, screenshot=screenshot)
-        else:
-            _progress_loop(runner, console)
-    except KeyboardInterrupt:
-        interrupted = True
-        console.print("\ninterrupted: stopping acquisition, closing the store")
-    runner.stop()
-    runner.done.wait()
-    summary = _stop_with_progress(session, console, interrupted)
-    console.print(summary.text())
+    summary = drive_run(session, runner, headless=headless, screenshot=screenshot, console=console)
     if runner.error is not None:
         raise runner.error
     if session.failed:
