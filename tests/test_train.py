@@ -106,6 +106,12 @@ def test_shipped_configs_validate() -> None:
         (lambda c: c["model"].update(in_frames=4, target_frame="centre"), "odd in_frames"),
         (lambda c: c["data"]["sources"][0].update(kind="webcam"), "data.sources.0"),
         (lambda c: c["train"].update(warmup_steps=50), "warmup_steps"),
+        (lambda c: c["model"]["arch_kwargs"].update(width=2), "width>=4"),
+        (lambda c: c["model"]["arch_kwargs"].update(depth=4), "depth"),
+        (
+            lambda c: c["data"]["sources"].append({"kind": "real", "files": ["mito_mina_test_image.tif"]}),
+            "held out",
+        ),
     ],
 )
 def test_config_errors_name_file_and_field(image_dir: Path, tmp_path: Path, patch: Any, field: str) -> None:
@@ -166,6 +172,22 @@ def test_target_in_input_units(image_dir: Path) -> None:
     own = SimPairs(cfg.data.sources[0], 4, 1, "newest", (1.0, 99.8), "own")
     _, y_own = own.sample(np.random.default_rng(0), 32)
     assert not np.allclose(y, y_own)
+
+
+def test_still_intensity_relation() -> None:
+    """Degraded copies carry their intensity fit: ~1 for PSSR's crappifier, gain/offset for a camera."""
+    from live_pssr.train.data import StillPairs
+
+    imgs = [_still_image(3)]
+    pssr = StillPairs("s", imgs, {"kind": "pssr-fluo", "scale": 4}, 4, 1, "newest", (1.0, 99.8))
+    cam_cfg = {"kind": "camera", "scale": 4, "photons": 50, "gain": 2.0, "offset": 100}
+    cam = StillPairs("c", imgs, cam_cfg, 4, 1, "newest", (1.0, 99.8))
+    same = StillPairs("c", imgs, cam_cfg, 4, 1, "newest", (1.0, 99.8), intensity="same")
+    alpha, beta = pssr._copy(0, 0, 0)[2]
+    assert 0.5 < alpha < 1.2 and 0 <= beta < 0.2  # same units, plus the dark bias of clipped noise
+    alpha, beta = cam._copy(0, 0, 0)[2]
+    assert beta == pytest.approx(100, abs=3) and alpha > 10
+    assert same._copy(0, 0, 0)[2] == (1.0, 0.0)
 
 
 def test_pairs_are_normalised_and_shaped(image_dir: Path) -> None:

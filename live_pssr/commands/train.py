@@ -34,7 +34,10 @@ def command(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
-    """Train a network on crappified high-quality images / the simulator / real pairs."""
+    """Train a model from a YAML config: crappified images, the simulator, real pairs.
+
+    Multi-GPU: torchrun --nproc_per_node=N -m live_pssr.train --config C.yaml (batch is per GPU).
+    """
     from rich.console import Console
 
     from ..train import load_config, parse_config, train

@@ -19,9 +19,9 @@ encoder is trained from scratch):
 
 Differences from fastai, on purpose: weight normalisation and the spectral norm of the attention
 convs are re-parametrisations of the same function class and are left out (plain convs export to
-every engine); ``width`` multiplies every channel count (1.0 = the published 41 M-parameter net;
-the shipped model uses a fraction so it trains on a CPU and stays under 20 MB); ``residual=True``
-adds the upsampled reference frame to the output (off = published).
+every engine); ``width`` multiplies every channel count (1.0 = the published 41 M-parameter
+net; the shipped model uses a fraction so it trains on a CPU and stays under 20 MB);
+``residual=True`` adds the upsampled reference frame to the output (off = published).
 
 Cost: the whole U-Net runs at the *output* resolution, ~``upscale**2`` times the work of
 :class:`~live_pssr.nets.fast_sr.FastSRNet`; self-attention is quadratic in the pixels at 1/8 of the

@@ -74,15 +74,18 @@ def render_card(
         "and FMD fields 11-20 (see `live_pssr/datasets.py`).",
         "",
     ]
+    threads = f", {tr['threads']} thread(s) of {tr.get('cpu_count')} cores" if tr.get("threads") else ""
+    if not threads and cfg.get("train", {}).get("threads"):
+        threads = f", {cfg['train']['threads']} thread(s)"
     lines += [
         "## Training",
         "",
         f"- {tr.get('steps', '?')} steps (stopped: {tr.get('stopped', '?')}), best validation at step "
         f"{tr.get('best_step', '?')}; **training time {tr.get('train_time_s', 0) / 60:.1f} min** on "
-        f"{tr.get('device', '?')} ({tr.get('cpu', '?')}, torch {tr.get('torch', '?')})",
+        f"{tr.get('device', '?')} ({tr.get('cpu', '?')}{threads}, torch {tr.get('torch', '?')})",
         f"- validation ({tr.get('val_note', '')}): "
         + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("val", {}).items() if k != "step")
-        + "; bicubic: "
+        + f"; {'bicubic' if spec.upscale > 1 else 'raw input'}: "
         + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("val_baseline_bicubic", {}).items()),
         "",
     ]

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LivePSSRError
 
 
 class _Strict(BaseModel):
@@ -69,6 +69,12 @@ class ModelConfig(_Strict):
                 raise ValueError(f"set {key} in model, not in model.arch_kwargs")
         if self.target_frame == "centre" and self.in_frames % 2 == 0:
             raise ValueError("target_frame 'centre' needs an odd in_frames")
+        from ..nets import build_net
+
+        try:  # the network must build from these arguments (a model file will hold them)
+            build_net(self.arch, **self.net_kwargs())
+        except (ValueError, LivePSSRError) as err:
+            raise ValueError(f"arch_kwargs {self.arch_kwargs} do not build {self.arch}: {err}") from None
         return self
 
     def net_kwargs(self) -> dict[str, Any]:
@@ -114,6 +120,10 @@ class CrappifiedSourceBase(_Strict):
     crappifier: dict[str, Any] = Field(default_factory=lambda: {"kind": "pssr-fluo", "scale": 4})
     #: max sub-pixel shift (low-res pixels) between the frames made for a multi-frame input
     mf_shift: float = Field(0.0, ge=0, le=4)
+    #: the target's intensities in the input's units: "fit" = least squares ``input ~ alpha *
+    #: downsample(target) + beta`` over each degraded copy (a camera model's gain and offset; the
+    #: positive bias PSSR's clipped noise adds to dark areas), "same" = the clean image unchanged
+    intensity: Literal["fit", "same"] = "fit"
 
 
 class ImagesSourceConfig(CrappifiedSourceBase):
@@ -128,6 +138,31 @@ class MitoSourceConfig(CrappifiedSourceBase):
     """The registered real high-SNR mitochondria training images (``datasets.mito_train_images``)."""
 
     kind: Literal["mito"]
+
+
+class RealSourceConfig(CrappifiedSourceBase):
+    """Other high-SNR files of the real-data folder (``datasets.real_data_dir()``), by file name.
+
+    For structures beyond mitochondria (e.g. BPAE actin and nuclei): more varied training data.
+    The held-out evaluation files are refused.
+    """
+
+    kind: Literal["real"]
+    files: list[str] = Field(min_length=1)
+
+    @field_validator("files")
+    @classmethod
+    def _not_held_out(cls, v: list[str]) -> list[str]:
+        from ..datasets import FMD_GT, FMD_RAW, MITO_HOLDOUT_FILES
+
+        for name in v:
+            if name in MITO_HOLDOUT_FILES or name in (FMD_GT, FMD_RAW) or name.startswith("fmd_"):
+                raise ValueError(
+                    f"{name} holds evaluation data (held out); use the mito or fmd sources instead"
+                )
+            if "/" in name or "\\" in name:
+                raise ValueError(f"{name!r}: give a file name inside the real-data folder, not a path")
+        return v
 
 
 class FMDSourceConfig(_Strict):
@@ -149,7 +184,8 @@ class FMDSourceConfig(_Strict):
 
 
 SourceConfig = Annotated[
-    SimSourceConfig | ImagesSourceConfig | MitoSourceConfig | FMDSourceConfig, Field(discriminator="kind")
+    SimSourceConfig | ImagesSourceConfig | MitoSourceConfig | RealSourceConfig | FMDSourceConfig,
+    Field(discriminator="kind"),
 ]
 
 
@@ -274,6 +310,7 @@ __all__ = [
     "FMDSourceConfig",
     "ImagesSourceConfig",
     "MitoSourceConfig",
+    "RealSourceConfig",
     "ModelConfig",
     "SimSourceConfig",
     "TrainConfig",

@@ -12,12 +12,16 @@ Sources (one class each, chosen by the config's ``kind``):
 
 Normalisation is what inference does: each input frame is normalised with the percentile range
 ``(lo, hi)`` of its *whole* frame (not of the crop: a crop of background would blow the noise up).
-The target (``data.target_norm: input``, the default) is first mapped into the input's intensity
+The target (``data.target_norm: input``, the default) is first put into the input's intensity
 units by a least-squares fit ``input ~ alpha * downsample(target) + beta`` over the whole image
-(camera offset and gain for the simulator, ~(1, 0) for PSSR's crappifiers and FMD), then
-normalised with the *input's* ``(lo, hi)`` -- of the newest frame for multi-frame inputs, as the
-Enhancer maps outputs back with the newest frame's range. So enhanced images come out in the
-data's units and raw PSNR against the truth is meaningful. ``target_norm: own`` normalises the
+(the simulator's and camera models' offset and gain; for PSSR's crappifier ~1 and the positive
+bias its clipped noise adds to dark areas; FMD's raw and mean share units and are used as they
+are), then normalised with the *input's* ``(lo, hi)``: of the newest frame for multi-frame
+inputs, as the Enhancer maps outputs back with the newest frame's range. So every source asks
+the same thing of the network -- the noise-free image as this input's camera/degradation would
+record it -- and enhanced images come out in the data's units. (Targets that instead drop the
+PSSR crappifier's dark bias teach the network to darken backgrounds, which then darkens unbiased
+camera data: measured -7 dB normalised PSSR on the simulator.) ``target_norm: own`` normalises the
 target by its own percentiles instead (scale-free, CSBDeep style).
 
 :class:`PairDataset` is map-style: sample ``i`` is drawn from ``np.random.default_rng((seed, i))``,
@@ -44,6 +48,7 @@ from .config import (
     FMDSourceConfig,
     ImagesSourceConfig,
     MitoSourceConfig,
+    RealSourceConfig,
     SimSourceConfig,
 )
 
@@ -235,11 +240,13 @@ class StillPairs:
         mf_shift: float = 0.0,
         seed: int = 0,
         refresh: int = 2048,
+        intensity: str = "fit",
     ) -> None:
         from ..crappify import make_crappifier
 
         self.name = name
         self.crap = make_crappifier(dict(crappifier_cfg))
+        self.intensity = intensity
         if self.crap.scale != upscale:
             raise ConfigError(
                 f"source {name}: crappifier scale {self.crap.scale} differs from upscale {upscale}",
@@ -286,7 +293,8 @@ class StillPairs:
                 hi_img = nd_shift(hi_img, tuple(d), order=1, mode="reflect")
             lo_img = np.asarray(self.crap(hi_img, rng), dtype=np.float32)
             x, lo, hi = normalize_frame(lo_img, self.norm)
-            self._memo[key] = (x, (lo, hi), fit_intensity(lo_img, self.images[k], self.s))
+            fit = fit_intensity(lo_img, self.images[k], self.s) if self.intensity == "fit" else (1.0, 0.0)
+            self._memo[key] = (x, (lo, hi), fit)
         return self._memo[key]
 
     def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
@@ -326,7 +334,7 @@ class FMDPairs:
         for raw, gt in pairs:
             raw, gt = np.asarray(raw, np.float32), np.asarray(gt, np.float32)
             x, lo, hi = normalize_frame(raw, norm)
-            a, b = target_affine(target_norm, gt, (lo, hi), fit_intensity(raw, gt, 1), norm)
+            a, b = target_affine(target_norm, gt, (lo, hi), (1.0, 0.0), norm)  # same 8-bit units
             self.x.append(x)
             self.y.append((gt * a + b).astype(np.float32))
 
@@ -392,6 +400,15 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                         "or drop the mito source",
                     )
                 name = "mito"
+            elif isinstance(src, RealSourceConfig):
+                from .. import datasets
+
+                images = []
+                for fname in src.files:
+                    arr = datasets.load_image_stack(datasets.real_data_file(fname)).astype(np.float32)
+                    planes = [arr] if arr.ndim == 2 else list(arr)
+                    images += [datasets.dark_subtracted(p) for p in planes]
+                name = "real"
             else:
                 assert isinstance(src, ImagesSourceConfig)
                 images = load_still_images(src.paths)
@@ -408,6 +425,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     cfg.data.target_norm,
                     mf_shift=src.mf_shift,
                     seed=cfg.train.seed + (7 if val else 0),
+                    intensity=src.intensity,
                 )
             )
         elif isinstance(src, FMDSourceConfig):

@@ -179,6 +179,7 @@ def save_checkpoint(
         "best_step": torch.tensor(best["step"]),
         "bad_evals": torch.tensor(best["bad"]),
         "best_weights": best["weights"] or {},
+        "best_val": {k: torch.tensor(float(v), dtype=torch.float64) for k, v in best.get("val", {}).items()},
     }
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
@@ -237,6 +238,8 @@ def _describe_sources(cfg: Config, sources: list[Any]) -> list[dict[str, Any]]:
             d["fields"] = list(scfg.fields)
         if scfg.kind == "images":
             d["paths"] = [str(p) for p in scfg.paths]
+        if scfg.kind == "real":
+            d["files"] = list(scfg.files)
         out.append(d)
     return out
 
@@ -324,6 +327,8 @@ def train(
             "bad": int(state["bad_evals"]),
             "weights": state["best_weights"] or None,
         }
+        if state.get("best_val"):
+            best["val"] = {k: float(v) for k, v in state["best_val"].items()}
 
     model: nn.Module = net
     if dist is not None:
@@ -471,6 +476,8 @@ def train(
             "train_time_s": round(elapsed, 1),
             "device": str(dev) + (f" x{world}" if world > 1 else ""),
             "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "val": {k: round(v, 4) for k, v in result_val.items()},
             "val_baseline_bicubic": {k: round(v, 4) for k, v in val_base.items()},
