@@ -157,3 +157,14 @@ def test_positions_become_streams_and_keep_their_stage_coordinates(core, tmp_pat
     assert first["position_um"]["x"] == pytest.approx(120.0)
     assert first["position_um"]["y"] == pytest.approx(-40.0)
     assert core.getXYPosition() == pytest.approx((120.0, -40.0))
+
+
+def test_frames_reach_the_session_while_a_qt_application_exists(qapp, tmp_path):
+    """With a QApplication alive (the viewer, napari), pymmcore-plus would pick Qt signals and
+    queue frames to a GUI loop that is not running here: live-pssr's cores deliver directly."""
+    core = simulated_core(CFG, exposure_ms=5.0, timing="fast")
+    session = LiveSession(store=tmp_path / "run.ome.zarr", enhance=False).connect(core)
+    runner = MDARunner(core, useq.MDASequence(time_plan={"interval": 0, "loops": 8}), session).start()
+    wait_for(lambda: runner.done.is_set(), timeout=60)
+    session.close()
+    assert open_store(tmp_path / "run.ome.zarr").n_frames == 8

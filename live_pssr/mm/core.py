@@ -15,7 +15,10 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,25 @@ def package_versions() -> dict[str, str | None]:
         except _md.PackageNotFoundError:
             out[name] = None
     return out
+
+
+@contextmanager
+def direct_signals() -> Iterator[None]:
+    """Cores built inside deliver MDA events on the acquisition thread (psygnal).
+
+    pymmcore-plus picks Qt signals when a QApplication exists (the viewer, napari), and Qt queues
+    cross-thread events to the GUI loop: frames would then wait for, or without a running loop
+    never reach, the session. live-pssr's hook is thread-safe, so its own cores use direct calls.
+    A user's ``$PYMM_SIGNALS_BACKEND`` is respected.
+    """
+    if "PYMM_SIGNALS_BACKEND" in os.environ:
+        yield
+        return
+    os.environ["PYMM_SIGNALS_BACKEND"] = "psygnal"
+    try:
+        yield
+    finally:
+        os.environ.pop("PYMM_SIGNALS_BACKEND", None)
 
 
 def _empty_adapter_dir() -> str:
@@ -79,7 +101,8 @@ def simulated_core(
     from .stages import SimulatedFocus, SimulatedXYStage
 
     config = config or MicroscopeConfig()
-    core = (core_class or UniMMCore)(mm_path=_empty_adapter_dir())
+    with direct_signals():
+        core = (core_class or UniMMCore)(mm_path=_empty_adapter_dir())
     camera = SimulatedCamera(config, exposure_ms=exposure_ms, reference_exposure_ms=reference_exposure_ms,
                              timing=timing, bank_size=bank_size, keep_checksums=keep_checksums)
     core.loadPyDevice(CAMERA, camera)
@@ -138,11 +161,13 @@ def load_core(config_file: str | Path, mm_path: str | Path | None = None) -> Any
     if has_py_devices:
         from pymmcore_plus.experimental.unicore import UniMMCore
 
-        core = UniMMCore(mm_path=str(mm_path) if mm_path else _empty_adapter_dir())
+        with direct_signals():
+            core = UniMMCore(mm_path=str(mm_path) if mm_path else _empty_adapter_dir())
     else:
         from pymmcore_plus import CMMCorePlus
 
-        core = CMMCorePlus(mm_path=str(mm_path) if mm_path else None)
+        with direct_signals():
+            core = CMMCorePlus(mm_path=str(mm_path) if mm_path else None)
     try:
         core.loadSystemConfiguration(str(path.resolve()))
     except Exception as err:  # MMCore raises RuntimeError/OSError/ValueError with its own text
