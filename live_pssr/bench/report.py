@@ -48,14 +48,15 @@ def report(title: str, rows: list[dict[str, Any]], json_path: str | Path | None,
         table.add_column(c)
     for r in rows:
         table.add_row(*[_fmt(r.get(c)) for c in columns])
-    Console().print(table)
+    console = Console(width=max(160, Console().width))  # wide tables stay readable in logs/pipes
+    console.print(table)
     doc = {"benchmark": title, "machine": machine, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "rows": rows}
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2, default=str))
-        Console().print(f"wrote {path}")
+        console.print(f"wrote {path}")
     return doc
 
 
