@@ -335,6 +335,39 @@ def test_cli_train(image_dir: Path, tmp_path: Path) -> None:
     assert isinstance(r.exception, ConfigError) and "data.sources" in str(r.exception)
 
 
+def test_ddp_two_processes_on_cpu(image_dir: Path, tmp_path: Path) -> None:
+    """The multi-GPU path (torchrun, DDP, DistributedSampler) runs with 2 CPU processes (gloo)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(image_dir, steps=4, val_every=2, checkpoint_every=2)))
+    out = tmp_path / "ddp.safetensors"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "live_pssr.train",
+        "--config",
+        str(cfg_path),
+        "--out",
+        str(out),
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        "--quiet",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("wrote") == 1  # rank 0 reports and writes
+    tr = load_model(out).spec.training
+    assert tr["steps"] == 4 and tr["device"].endswith("x2")
+
+
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data folder {REAL_DATA} absent")
 def test_real_sources_keep_holdout_out(image_dir: Path) -> None:
     """The mito source reads only the training split; FMD pairs come from fields 1-10."""

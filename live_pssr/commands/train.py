@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +62,8 @@ def command(
         progress=not quiet,
         device=device,
     )
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return
     v = res.val
     Console().print(
         f"[green]wrote {res.out}[/] after {res.steps} steps ({res.stopped}), "
