@@ -71,22 +71,12 @@ def psnr_batch(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def ssim_batch(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean SSIM (scikit-image, Gaussian window) with the target's range as data range."""
-    from skimage.metrics import structural_similarity
+    """Mean SSIM (``live_pssr.metrics.ssim``: 7x7 window) with the target's range as data range."""
+    from ..metrics import ssim
 
     vals = []
     for p, t in zip(pred[:, 0].numpy(), target[:, 0].numpy(), strict=True):
-        dr = float(t.max() - t.min()) or 1.0
-        vals.append(
-            structural_similarity(
-                t,
-                p.astype(t.dtype),
-                data_range=dr,
-                gaussian_weights=True,
-                sigma=1.5,
-                use_sample_covariance=False,
-            )
-        )
+        vals.append(ssim(p, t, data_range=float(t.max() - t.min()) or 1.0))
     return float(np.mean(vals))
 
 
