@@ -106,6 +106,19 @@ def evaluate_batch(
 # helpers
 
 
+def channels_last_(net: nn.Module) -> nn.Module:
+    """Put the 4-D *parameters* in channels-last (oneDNN's fast CPU layout), in place.
+
+    Buffers stay as they are: a constant (N, 1, k, k) kernel in channels-last has strides torch
+    reports as overlapping, which DDP's buffer broadcast refuses.
+    """
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return net
+
+
 def lr_at(step: int, cfg: Config, time_frac: float = 0.0) -> float:
     """Linear warmup, then cosine decay to 2 % of the peak.
 
@@ -296,7 +309,7 @@ def train(
     best: dict[str, Any] = {"loss": math.inf, "step": 0, "bad": 0, "weights": None}
     state = load_checkpoint(Path(resume), net, cfg) if resume else None
     if dev.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
+        channels_last_(net)
 
     sources, weights = build_sources(cfg)
     vsources, vweights = build_sources(cfg, val=True)
