@@ -41,7 +41,7 @@ def _codec(name: str, itemsize: int) -> tuple[Any, Any]:
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON to ``path`` via a temporary file and an atomic rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
-    with open(tmp, "w") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2, allow_nan=True)
     os.replace(tmp, path)
 
@@ -77,7 +77,7 @@ class ChunkFileArray:
             overwrite=True,
         )
         self._meta_path = self.path / "zarr.json"
-        self._meta = json.loads(self._meta_path.read_text())
+        self._meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
         self.shape = tuple(shape)
 
     def encode(self, chunk: np.ndarray) -> bytes | memoryview:

@@ -38,8 +38,8 @@ from ..errors import StoreExistsError, StoreWriteError
 LOCK_NAME = ".live-pssr.lock"
 #: root attribute keys that mark a zarr group as written by live-pssr
 _MARKERS = ("live_pssr", "live_pssr_series")
-#: the text every tif written by live-pssr carries in its description (ImageJ Info / OME)
-TIF_MARKER = "live-pssr"
+#: text every tif written by live-pssr carries in its description (ImageJ Info / OME Description)
+TIF_MARKERS = ("live_pssr", "live-pssr")
 
 
 def os_error(err: OSError, path: Path, doing: str) -> StoreWriteError:
@@ -90,7 +90,7 @@ def _tif_is_ours(path: Path) -> bool:
             text = " ".join(str(t.value) for t in page.tags.values()
                             if t.name in ("ImageDescription", "Software"))
             info = (tif.imagej_metadata or {}).get("Info", "")
-            return TIF_MARKER in text or TIF_MARKER in str(info)
+            return any(m in text or m in str(info) for m in TIF_MARKERS)
     except Exception:  # not a readable tif: not ours
         return False
 

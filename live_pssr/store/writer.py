@@ -21,7 +21,6 @@ committed before stays readable (metadata is only ever replaced whole).
 from __future__ import annotations
 
 import errno
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -29,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreExistsError, StoreWriteError
+from ..errors import StoreWriteError
 from ..frames import Frame
 from . import layout
 from .chunks import ChunkFileArray, write_json_atomic
+from .claim import OutputClaim, claim_dir
 from .records import COLUMNS, ROWS_PER_CHUNK, FrameStatus, RecordTable, fill_value
 
 FORMAT = {"format": "live-pssr-run", "version": 1}
@@ -66,6 +66,7 @@ class RunStore:
         self.n_committed = 0  # frames visible to readers
         self.bytes_written = 0
         self.closed = False
+        self.claim: OutputClaim | None = None  # the path's lock, held until close
         self._commit_lock = threading.Lock()
         self._stop = threading.Event()
         self.commit_error: StoreWriteError | None = None
@@ -92,16 +93,19 @@ class RunStore:
         overwrite: bool = False,
         codec: str = "lz4",
         commit_interval_s: float = 0.1,
+        claim: OutputClaim | None = None,
+        inputs: tuple[Path, ...] = (),
     ) -> RunStore:
-        """Create a new store at ``path`` (refuses an existing path unless ``overwrite``)."""
+        """Create a new store at ``path``.
+
+        ``claim``: the path already claimed by the caller (:func:`~live_pssr.store.claim.claim_dir`,
+        e.g. at session start); otherwise it is claimed here, with ``overwrite`` and ``inputs``
+        deciding whether an existing path may be replaced (only ever a live-pssr output).
+        The store holds the claim's lock until :meth:`close`.
+        """
         path = Path(path)
-        if path.exists():
-            if not overwrite:
-                raise StoreExistsError(
-                    f"output {path} already exists",
-                    "choose another --out path, or pass --overwrite to replace it",
-                )
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if claim is None:
+            claim = claim_dir(path, overwrite=overwrite, inputs=inputs)
         dtype = np.dtype(dtype)
         h, w = raw_shape
         eh, ew = h * upscale, w * upscale
@@ -120,7 +124,6 @@ class RunStore:
             **(run_metadata or {}),
         }
         try:
-            path.mkdir(parents=True)
             write_json_atomic(path / "zarr.json", _group(layout.root_attrs(run)))
             (path / "OME").mkdir()
             write_json_atomic(path / "OME" / "zarr.json", _group(layout.series_attrs()))
@@ -142,8 +145,10 @@ class RunStore:
                 for k, d in COLUMNS.items()
             }
         except OSError as err:
+            claim.release()
             raise _write_error(err, path) from err
         store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s)
+        store.claim = claim
         store._write_ome_xml(0)
         if commit_interval_s > 0:
             store._committer.start()
@@ -233,7 +238,7 @@ class RunStore:
              "pixel_size_um": px / self.run["upscale"], "dtype": self.run["dtype"]},
         ])
         tmp = self.path / "OME" / ".METADATA.ome.xml.tmp"
-        tmp.write_text(xml)
+        tmp.write_text(xml, encoding="utf-8")
         tmp.replace(self.path / "OME" / "METADATA.ome.xml")
 
     # ------------------------------------------------------------------ closing
@@ -244,14 +249,18 @@ class RunStore:
         self._stop.set()
         if self._committer.is_alive():
             self._committer.join()
-        self.commit()
-        self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
-                        closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         try:
-            write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)))
-        except OSError as err:
-            raise _write_error(err, self.path) from err
-        self.closed = True
+            self.commit()
+            self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
+                            closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            try:
+                write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)))
+            except OSError as err:
+                raise _write_error(err, self.path) from err
+        finally:
+            self.closed = True
+            if self.claim is not None:
+                self.claim.release()
 
     def update_run_metadata(self, **values: Any) -> None:
         """Add run metadata (e.g. the engine chosen after start)."""
