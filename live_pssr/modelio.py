@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from .errors import ModelFileError
 
 SPEC_KEY = "live_pssr"
 DEFAULT_MODEL = "mito-sr4-fast"
+#: the newest model-file format this version reads
+FORMAT_VERSION = 1
+TARGET_FRAMES = ("newest", "centre")
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,52 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"the spec is a JSON {type(data).__name__}, not an object")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def problems(self) -> list[str]:
+        """What makes this spec impossible to use (empty when it is valid); each names its field."""
+        out: list[str] = []
+
+        def whole(name: str, value: Any, low: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                out.append(f"{name} is {value!r} (must be a whole number >= {low})")
+
+        for name in ("name", "arch"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                out.append(f"{name} is {value!r} (must be a non-empty text)")
+        if not isinstance(self.arch_kwargs, dict):
+            out.append(f"arch_kwargs is {self.arch_kwargs!r} (must be a mapping of the network's arguments)")
+        whole("upscale", self.upscale, 1)
+        whole("in_frames", self.in_frames, 1)
+        if self.target_frame not in TARGET_FRAMES:
+            out.append(f"target_frame is {self.target_frame!r} (must be one of {', '.join(TARGET_FRAMES)})")
+        elif (self.target_frame == "centre" and isinstance(self.in_frames, int)
+              and self.in_frames >= 1 and self.in_frames % 2 == 0):
+            out.append(f"target_frame is 'centre' but in_frames is {self.in_frames} "
+                       "(centre needs an odd number)")
+        norms_ok = True
+        for name in ("norm_low", "norm_high"):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or not 0 <= value <= 100):
+                out.append(f"{name} is {value!r} (must be a percentile between 0 and 100)")
+                norms_ok = False
+        if norms_ok and self.norm_low >= self.norm_high:
+            out.append(f"norm_low {self.norm_low!r} is not below norm_high {self.norm_high!r} "
+                       "(the normalisation range would be empty)")
+        if isinstance(self.arch_kwargs, dict):
+            for name in ("upscale", "in_frames"):
+                if name in self.arch_kwargs and self.arch_kwargs[name] != getattr(self, name):
+                    out.append(f"arch_kwargs.{name} is {self.arch_kwargs[name]!r} but {name} is "
+                               f"{getattr(self, name)!r} (they must agree)")
+        if not isinstance(self.training, dict):
+            out.append(f"training is {self.training!r} (must be a mapping)")
+        whole("format_version", self.format_version, 1)
+        return out
 
 
 @dataclass
@@ -85,23 +133,50 @@ def available_models() -> list[str]:
 
 def resolve_model(name_or_path: str | Path) -> Path:
     """Return the model file for a shipped/user model name or a path."""
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors" or p.exists() or os.sep in str(name_or_path):
+    p, text = Path(name_or_path), str(name_or_path)
+    path_like = p.suffix == ".safetensors" or os.sep in text
+    if p.is_dir():  # a folder: a mistake, unless a bare name that is also a model's name
+        found = None if path_like else _named_model(text)
+        if found is None:
+            raise _folder_error(p)
+        return found
+    if path_like or p.exists():
         if not p.is_file():
             raise ModelFileError(
                 f"model file {p} does not exist",
                 f"check the path, or use a model name: {', '.join(available_models()) or 'none'}",
             )
         return p
-    for d in model_dirs():
-        cand = d / f"{name_or_path}.safetensors"
-        if cand.is_file():
-            return cand
+    found = _named_model(str(name_or_path))
+    if found is not None:
+        return found
     raise ModelFileError(
         f"no model named {name_or_path!r}",
         f"available models: {', '.join(available_models()) or 'none found'} "
         "(or pass a path to a .safetensors file; $LIVE_PSSR_MODELS adds a folder)",
     )
+
+
+def _named_model(name: str) -> Path | None:
+    for d in model_dirs():
+        cand = d / f"{name}.safetensors"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _folder_error(folder: Path) -> ModelFileError:
+    """A folder was given where a model file is needed: say so, and what to pass instead."""
+    files = sorted(folder.glob("*.safetensors"))
+    shipped = ", ".join(available_models()) or "none found"
+    if files:
+        listed = ", ".join(str(f) for f in files[:10])
+        listed += f" (and {len(files) - 10} more)" if len(files) > 10 else ""
+        hint = f"pass one model file from it: {listed}; or a model name: {shipped}"
+    else:
+        hint = (f"pass a .safetensors model file (there is none in {folder}) or a model name: {shipped}; "
+                "LIVE_PSSR_MODELS=FOLDER adds a folder of models to the names")
+    return ModelFileError(f"{folder} is a folder, not a model file", hint)
 
 
 def file_sha256(path: Path) -> str:
@@ -116,6 +191,7 @@ def save_model(path: str | Path, net: nn.Module, spec: ModelSpec, half: bool = F
     """Write ``net``'s weights and ``spec`` to ``path`` (``.safetensors``); ``half`` stores fp16."""
     from safetensors.torch import save_file
 
+    check_spec(spec, f"the spec for {path}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -145,10 +221,29 @@ def read_spec(path: str | Path) -> ModelSpec:
             "export models with live_pssr.modelio.save_model (or `live-pssr train`)",
         )
     try:
-        return ModelSpec.from_json(meta[SPEC_KEY])
+        spec = ModelSpec.from_json(meta[SPEC_KEY])
     except (json.JSONDecodeError, TypeError) as err:
         raise ModelFileError(f"model file {path} has an unreadable spec ({err})",
                              "re-export the model with this live-pssr version") from err
+    check_spec(spec, f"model file {path}")
+    return spec
+
+
+def check_spec(spec: ModelSpec, where: str = "the model spec") -> None:
+    """Raise :class:`ModelFileError` naming every impossible field of ``spec`` (``where``: whose)."""
+    problems = spec.problems()
+    if not problems:
+        if spec.format_version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{where} has format_version {spec.format_version}; this live-pssr reads up to "
+                f"{FORMAT_VERSION}", "upgrade live-pssr (pip install -U live-pssr) to use this model")
+        return
+    raise ModelFileError(
+        f"{where} has an impossible spec: {'; '.join(problems)}",
+        "the header was damaged or edited by hand: re-export the model with "
+        "live_pssr.modelio.save_model (a valid ModelSpec), retrain it with `live-pssr train`, "
+        "or use a shipped model",
+    )
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str = "cpu") -> LoadedModel:
@@ -166,7 +261,24 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str = "cpu") ->
             f"model file {path} is corrupt ({err})",
             "re-copy the file, or retrain it with `live-pssr train`",
         ) from err
-    net = build_net(spec.arch, **spec.arch_kwargs)
+    try:
+        net = build_net(spec.arch, **spec.arch_kwargs)
+    except ValueError as err:  # the architecture rejects its arguments (e.g. in_frames 0)
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(
+            f"model file {path}: architecture {spec.arch} rejects arch_kwargs {spec.arch_kwargs} ({err})",
+            "the header was damaged or edited by hand: re-export or retrain the model",
+        ) from err
+    for name in ("upscale", "in_frames"):
+        built = getattr(net, name, None)
+        if isinstance(built, int) and built != getattr(spec, name):
+            raise ModelFileError(
+                f"model file {path}: the spec says {name} {getattr(spec, name)} but its network "
+                f"{spec.arch} {spec.arch_kwargs} is built with {name} {built}",
+                f"the header was damaged or edited by hand: re-export the model with arch_kwargs "
+                f"{{{name}: {getattr(spec, name)}}} (or retrain it)",
+            )
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True)
@@ -198,6 +310,7 @@ __all__ = [
     "ModelSpec",
     "available_models",
     "check_input_channels",
+    "check_spec",
     "load_model",
     "read_spec",
     "resolve_model",

@@ -93,3 +93,102 @@ def test_enhancer_keeps_dtype_and_units(tiny_model):
     f = Enhancer(tiny_model, out_dtype="float32").enhance(img)
     assert f.dtype == np.float32
     assert abs(float(np.median(f)) - float(np.median(img))) < 0.5 * float(np.median(img))
+
+
+def _with_header(tmp_path, tiny_model_path, name: str, **changes) -> object:
+    """A copy of the tiny model whose header spec has ``changes`` (as a hand edit would make)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    spec = json.loads(read_spec(tiny_model_path).to_json())
+    for key, value in changes.items():
+        if key.startswith("arch_kwargs."):
+            spec["arch_kwargs"][key.split(".", 1)[1]] = value
+        else:
+            spec[key] = value
+    path = tmp_path / f"{name}.safetensors"
+    save_file(load_file(str(tiny_model_path)), str(path), metadata={"live_pssr": json.dumps(spec)})
+    return path
+
+
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"in_frames": 0}, "in_frames is 0"),
+    ({"in_frames": -3}, "in_frames is -3"),
+    ({"upscale": 0}, "upscale is 0"),
+    ({"upscale": 2.5}, "upscale is 2.5"),
+    ({"upscale": "4"}, "upscale is '4'"),
+    ({"norm_low": -5.0}, "norm_low is -5.0"),
+    ({"norm_high": 250}, "norm_high is 250"),
+    ({"norm_low": 99.9, "norm_high": 1.0}, "norm_low 99.9 is not below norm_high 1.0"),
+    ({"target_frame": "middle"}, "target_frame is 'middle'"),
+    ({"target_frame": "centre", "in_frames": 4}, "centre needs an odd number"),
+    ({"arch_kwargs.in_frames": 0}, "arch_kwargs.in_frames is 0 but in_frames is 1"),
+    ({"arch": ""}, "arch is ''"),
+    ({"arch_kwargs": [4]}, "arch_kwargs is [4]"),
+    ({"format_version": 0}, "format_version is 0"),
+])
+def test_impossible_spec_is_refused_naming_the_field(tmp_path, tiny_model_path, changes, named):
+    path = _with_header(tmp_path, tiny_model_path, "bad", **changes)
+    for read in (read_spec, load_model):
+        with pytest.raises(ModelFileError) as err:
+            read(path)
+        assert named in err.value.message and str(path) in err.value.message
+        assert "re-export" in err.value.hint and "live-pssr train" in err.value.hint
+
+
+def test_spec_that_disagrees_with_its_network_is_refused(tmp_path, tiny_model_path):
+    # the tiny net is built with FastSRNet's default upscale 4: a header saying 2 would mis-size every output
+    path = _with_header(tmp_path, tiny_model_path, "x2", upscale=2)
+    with pytest.raises(ModelFileError, match="spec says upscale 2 but its network") as err:
+        load_model(path)
+    assert "arch_kwargs" in err.value.hint
+    # arguments the architecture itself rejects: an error naming them, not a ValueError
+    path = _with_header(tmp_path, tiny_model_path, "w2", **{"arch_kwargs.width": 2})
+    with pytest.raises(ModelFileError, match="rejects arch_kwargs"):
+        load_model(path)
+
+
+def test_newer_format_and_non_object_spec(tmp_path, tiny_model_path):
+    from safetensors.torch import load_file, save_file
+
+    path = _with_header(tmp_path, tiny_model_path, "v9", format_version=9)
+    with pytest.raises(ModelFileError, match="format_version 9") as err:
+        load_model(path)
+    assert "upgrade" in err.value.hint
+    listed = tmp_path / "list.safetensors"
+    save_file(load_file(str(tiny_model_path)), str(listed), metadata={"live_pssr": "[1, 2]"})
+    with pytest.raises(ModelFileError, match="unreadable spec"):
+        read_spec(listed)
+
+
+def test_save_model_refuses_an_impossible_spec(tmp_path):
+    with pytest.raises(ModelFileError, match="in_frames is 0"):
+        save_model(tmp_path / "m.safetensors", FastSRNet(width=4),
+                   ModelSpec("m", "fast-sr", {"width": 4}, upscale=4, in_frames=0))
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_folder_is_not_a_model_file(tmp_path, tiny_model_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelFileError) as err:
+        load_model(empty)
+    assert "is a folder, not a model file" in err.value.message and "does not exist" not in err.value.message
+    assert "none in" in err.value.hint and "mito-sr4-fast" in err.value.hint
+    full = tmp_path / "mine"
+    full.mkdir()
+    (full / "a.safetensors").write_bytes(tiny_model_path.read_bytes())
+    (full / "b.safetensors").write_bytes(tiny_model_path.read_bytes())
+    with pytest.raises(ModelFileError, match="is a folder") as err:
+        resolve_model(str(full) + "/")
+    assert str(full / "a.safetensors") in err.value.hint and str(full / "b.safetensors") in err.value.hint
+    assert "mito-sr4-fast" in err.value.hint
+
+
+def test_a_folder_named_like_a_model_does_not_hide_the_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mito-sr4-fast").mkdir()
+    assert resolve_model("mito-sr4-fast").suffix == ".safetensors"
+    with pytest.raises(ModelFileError, match="is a folder"):
+        resolve_model("./mito-sr4-fast")
