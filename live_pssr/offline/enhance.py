@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..modelio import DEFAULT_MODEL, LoadedModel, load_model
 from .inputs import InputStack, check_frame_values, open_input, path_kind
-from .outputs import OutputSpec, create_output
+from .outputs import OutputSpec, check_output_path, create_output
 from .schedule import check_scheduler, plan_blocks, run_dask, run_in_process
 from .work import EnhanceJob, IntensityMap, build_enhancer, make_job_engine
 
@@ -139,6 +139,22 @@ def choose_intensity(src_dtype: np.dtype, samples: list[np.ndarray], out_dtype: 
     return IntensityMap(dtype, offset, gain)  # unsigned dtypes only: stored 0 = offset
 
 
+def check_run_store_dtype(src: Any, dtype: np.dtype, out_dtype: Any) -> None:
+    """A run store keeps raw and enhanced frames in one dtype: refuse a mismatch, saying why."""
+    raw, enh = np.dtype(src.dtype), np.dtype(dtype)
+    if raw == enh:
+        return
+    if out_dtype is not None:
+        raise ConfigError(
+            f"a run store (.ome.zarr) keeps raw and enhanced frames in one dtype, but the input "
+            f"{src.path} is {raw.name} and --out-dtype asked for {enh.name}",
+            f"drop --out-dtype (the enhanced frames are then {raw.name}), or write a .tif/.zarr output")
+    raise ConfigError(
+        f"a run store (.ome.zarr) keeps raw and enhanced frames in one dtype, but the input {src.path} "
+        f"is {raw.name}, which is enhanced to {enh.name} (live-pssr writes uint8, uint16 or float32)",
+        "write a .tif or .zarr output instead, or convert the input to uint16 (or float32) first")
+
+
 def describe_engine(engine: Any) -> str:
     return f"{engine.name}:{engine.device}:{engine.precision}"
 
@@ -204,11 +220,7 @@ def enhance_file(
     output_path = Path(output_path)
     out_kind = path_kind(output_path)
     src = open_input(input_path, channel)
-    if output_path.exists() and not overwrite:
-        from ..errors import StoreExistsError
-
-        raise StoreExistsError(f"output {output_path} already exists",
-                               "choose another output path, or pass --overwrite to replace it")
+    check_output_path(output_path, overwrite, (src.path,))  # before any work; claimed at creation
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}", "use --workers 1 to run in-process")
     if workers > 1:
@@ -217,6 +229,8 @@ def enhance_file(
     spec = loaded.spec
     samples = sample_frames(src)
     intensity = choose_intensity(src.dtype, samples, out_dtype)
+    if out_kind == "ome-zarr":
+        check_run_store_dtype(src, intensity.dtype, out_dtype)
     tile_, overlap_, align = tiling_for(loaded, src.frame_shape, tile, overlap)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     job = EnhanceJob(source=src, target=None, model_path=loaded.path, engine=engine, device=device,
@@ -254,14 +268,18 @@ def enhance_file(
             progress(done, n)
 
     try:
-        if workers == 1:
-            run_in_process(job, blocks, advance, enhancer)
-        else:
-            run_dask(job, blocks, advance, workers, scheduler)
-    finally:
-        src.close()
-    seconds = time.perf_counter() - t0
-    job.target.close({"frames": n, "seconds": seconds, "engine": enhancer.engine_name})
+        try:
+            if workers == 1:
+                run_in_process(job, blocks, advance, enhancer)
+            else:
+                run_dask(job, blocks, advance, workers, scheduler)
+        finally:
+            src.close()
+        seconds = time.perf_counter() - t0
+        job.target.finish({"frames": n, "seconds": seconds, "engine": enhancer.engine_name})
+    except BaseException:
+        job.target.abort()  # tif: temporary file removed; zarr: left marked partial; run store: unfinished
+        raise
     return EnhanceResult(
         output=output_path, kind=out_kind, frames=n,
         shape=(h * s, w * s) if src.axes == "YX" else (n, h * s, w * s),
@@ -358,5 +376,5 @@ def enhance_array(
     return target.data[0] if single else target.data
 
 
-__all__ = ["DEFAULT_TILE", "EnhanceResult", "choose_intensity", "enhance_array", "enhance_file",
-           "exact_overlap", "tiling_for"]
+__all__ = ["DEFAULT_TILE", "EnhanceResult", "check_run_store_dtype", "choose_intensity", "enhance_array",
+           "enhance_file", "exact_overlap", "tiling_for"]
