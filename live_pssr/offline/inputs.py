@@ -16,19 +16,48 @@ Pixel size (um) comes from ImageJ resolution tags and unit, OME-XML ``PhysicalSi
 resolution in cm, OME-Zarr ``scale`` transformations, or a ``pixel_size_um`` attribute of a plain
 zarr array; the frame interval from ImageJ ``finterval``, OME ``TimeIncrement`` or the time axis'
 scale.
+
+This is live-pssr's one reader of recorded stacks: ``live-pssr enhance`` reads through it, and so
+does replay (:class:`~live_pssr.sources.ReplaySource`, ``demo --replay``). What it guarantees:
+
+* **Kinds**: a folder is a zarr store (a run store's root ``RUN`` gives its raw stream ``RUN/0``;
+  ``RUN/0`` and ``RUN/0/0`` work too), a file is a tif by its name (``.tif``/``.tiff``) or by its
+  TIFF signature.
+* **Axes without names** (a zarr array without ``dimension_names``, a tif of unknown ``Q`` axes)
+  are guessed from the shape as replay always did: ``YX``, ``TYX``, ``TCYX``, ``TCZYX``, and
+  ``YXC``/``TYXC`` when the last axis is short (<= 4) and y, x are not.
+* **Byte order**: big-endian data (``>u2`` tifs or zarr v2 arrays) is read in the native byte
+  order; :attr:`InputStack.dtype` is the native dtype.
+* **Damage is an error, never a traceback or a silent short read**: a truncated tif (data or IFDs
+  past the end of the file, or tifffile's reports of an invalid page offset / corrupt metadata) is
+  refused at open; a frame that cannot be decoded (a corrupt zarr chunk) raises a
+  :class:`~live_pssr.errors.FrameFormatError` naming the file and frames. A stack of 0 frames, and
+  a zarr output of ``live-pssr enhance`` still marked ``live_pssr.state == "partial"`` (its run
+  stopped before the end), are refused with what to do.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import FrameFormatError
+from ..errors import ConfigError, FrameFormatError, LivePSSRError
+
+
+class InputNotFoundError(FrameFormatError, FileNotFoundError):
+    """The input path does not exist."""
+
+
+class ChannelError(FrameFormatError, ConfigError):
+    """The channel asked for does not fit the data (none chosen, out of range, or not multi-channel)."""
 
 TIF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr",)
@@ -37,6 +66,25 @@ _UNIT_UM = {"um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00b5m": 1.0, "micron": 1.0, "
             "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3}
 _UNIT_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "ms": 1e-3, "millisecond": 1e-3, "min": 60.0,
            "minute": 60.0}
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def input_kind(path: Path) -> str:
+    """``tif``, ``ome-tif``, ``zarr`` or ``ome-zarr`` of an existing input (a folder is a zarr store)."""
+    if path.is_dir():
+        return "ome-zarr" if path.name.lower().endswith(".ome.zarr") else "zarr"
+    try:
+        return path_kind(path)
+    except FrameFormatError:
+        try:
+            with open(path, "rb") as f:
+                if f.read(4) in _TIFF_MAGIC:
+                    return "tif"
+        except OSError:
+            pass
+        raise
 
 
 def path_kind(path: Path) -> str:
@@ -119,7 +167,24 @@ class InputStack:
         return self._arr
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` as a ``(stop - start, h, w)`` array in the file's dtype."""
+        """Frames ``start:stop`` as a ``(stop - start, h, w)`` array in :attr:`dtype` (native order).
+
+        Raises :class:`~live_pssr.errors.FrameFormatError` when the frames cannot be read (a
+        damaged file: a corrupt chunk, a tif cut short).
+        """
+        try:
+            return self._read(start, stop)
+        except (LivePSSRError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # zarr, numcodecs, tifffile and zlib raise many types
+            frames = f"frame {start}" if stop - start <= 1 else f"frames {start}..{stop - 1}"
+            raise FrameFormatError(
+                f"{self.path}: cannot read {frames}: the file is damaged ({type(err).__name__}: {err})",
+                "copy the file again from the original (an interrupted copy or a full disk while "
+                "recording leaves a damaged file); the frames before the damage read fine",
+            ) from err
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
         arr = self._array()
         index, kept = [], []
         for sel in self.selection:
@@ -134,7 +199,8 @@ class InputStack:
         data = np.asarray(arr[tuple(index)])
         if "F" not in kept:
             data, kept = data[None], ["F", *kept]
-        return np.ascontiguousarray(np.moveaxis(data, [kept.index(a) for a in "FYX"], [0, 1, 2]))
+        data = np.moveaxis(data, [kept.index(a) for a in "FYX"], [0, 1, 2])
+        return np.ascontiguousarray(data, dtype=self.dtype)  # big-endian data: byte-swapped here
 
     def clone(self) -> InputStack:
         """A copy with its own file handles (one per worker thread)."""
@@ -162,9 +228,9 @@ def open_input(path: str | Path, channel: int | None = None) -> InputStack:
         Missing file, unsupported type, unreadable file, or axes that do not reduce to frames.
     """
     path = Path(path)
-    kind = path_kind(path)
     if not path.exists():
-        raise FrameFormatError(f"input {path} does not exist", "check the path (and the current folder)")
+        raise InputNotFoundError(f"input {path} does not exist", "check the path (and the current folder)")
+    kind = input_kind(path)
     if kind in ("tif", "ome-tif"):
         return _open_tif(path, kind, channel)
     return _open_zarr(path, channel)
@@ -174,7 +240,7 @@ def open_input(path: str | Path, channel: int | None = None) -> InputStack:
 def _reduce_axes(path: Path, axes: str, shape: tuple[int, ...], channel: int | None
                  ) -> tuple[tuple[str | int, ...], int | None]:
     """Per-axis selection (``"F"``, ``"Y"``, ``"X"`` or an index) and the frame axis position."""
-    axes = axes.upper()
+    axes = _named_axes(axes.upper(), shape)
     if len(axes) != len(shape) or "Y" not in axes or "X" not in axes:
         raise FrameFormatError(
             f"{path}: cannot find the image axes in {axes or '?'} {tuple(shape)}",
@@ -196,17 +262,17 @@ def _reduce_axes(path: Path, axes: str, shape: tuple[int, ...], channel: int | N
     if chans:
         c = chans[0]
         if channel is None:
-            raise FrameFormatError(
+            raise ChannelError(
                 f"{path}: {len(shape)}-D data {tuple(shape)} (axes {axes}) has {shape[c]} channels "
                 "but no channel was chosen",
-                f"pass --channel N (0..{shape[c] - 1}) to enhance one channel",
+                f"pass --channel N (0..{shape[c] - 1}) to use one channel",
             )
         if not 0 <= channel < shape[c]:
-            raise FrameFormatError(f"{path}: channel {channel} does not exist (axis {axes[c]} has "
-                                   f"{shape[c]} channels)", f"use --channel 0..{shape[c] - 1}")
+            raise ChannelError(f"{path}: channel {channel} is out of range (axis {axes[c]} has "
+                               f"{shape[c]} channels)", f"use --channel 0..{shape[c] - 1}")
     elif channel not in (None, 0):
-        raise FrameFormatError(f"{path}: channel {channel} asked for, but the data {tuple(shape)} "
-                               f"(axes {axes}) has a single channel", "drop --channel")
+        raise ChannelError(f"{path}: channel {channel} asked for, but the data {tuple(shape)} "
+                           f"(axes {axes}) has a single channel", "drop --channel")
     frame_ax = big[0] if big else next((i for i in others if axes[i] not in CHANNEL_AXES), None)
     for i, a in enumerate(axes):
         if a in "YX":
@@ -220,8 +286,24 @@ def _reduce_axes(path: Path, axes: str, shape: tuple[int, ...], channel: int | N
     return tuple(sel), frame_ax
 
 
+def guess_axes(shape: tuple[int, ...]) -> str:
+    """Axes of an array without names: (T)(C)YX, or YXC / TYXC for a short last axis."""
+    nd = len(shape)
+    if nd >= 3 and shape[-1] <= 4 < min(shape[-3], shape[-2]):
+        return {3: "YXC", 4: "TYXC"}.get(nd, "Q" * (nd - 3) + "YXC")
+    return {2: "YX", 3: "TYX", 4: "TCYX", 5: "TCZYX"}.get(nd, "Q" * (nd - 2) + "YX")
+
+
+def _named_axes(axes: str, shape: tuple[int, ...]) -> str:
+    """``axes``, or a guess from the shape where they are missing or unknown (tifffile's Q / I)."""
+    if (len(axes) != len(shape) or not axes.endswith(("YX", "YXS", "YXC"))
+            or sum(a in "QI" for a in axes) > 1):
+        return guess_axes(tuple(shape))
+    return axes
+
+
 def _check_dtype(path: Path, dtype: np.dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(dtype).newbyteorder("=")  # big-endian data is byte-swapped on reading
     if dtype.kind not in "uif" or dtype.itemsize > 8:
         raise FrameFormatError(f"{path}: pixel type {dtype} cannot be enhanced",
                                "convert the data to uint8, uint16 or float32 first")
@@ -232,8 +314,13 @@ def _stack(path: Path, kind: str, axes: str, shape: tuple[int, ...], dtype: np.d
            channel: int | None, location: str | int, px: float | None, dt: float | None,
            frame_axis: dict[str, Any] | None, chunk_frames: int = 1) -> InputStack:
     sel, fax = _reduce_axes(path, axes, shape, channel)
+    axes = _named_axes(axes.upper(), shape)
     y, x = shape[sel.index("Y")], shape[sel.index("X")]
     n = shape[fax] if fax is not None else 1
+    if n == 0 or y == 0 or x == 0 or 0 in shape:
+        raise FrameFormatError(
+            f"{path} holds no frames (shape {tuple(shape)}, axes {axes})",
+            "pass a recording with at least one frame (a run that received no frame stores none)")
     letter = axes[fax].upper() if fax is not None else ""
     if fax is not None and frame_axis is None:
         frame_axis = {"name": letter.lower(), "type": "time" if letter == "T" else
@@ -250,14 +337,70 @@ def _open_tif(path: Path, kind: str, channel: int | None) -> InputStack:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tf:
+        with _tifffile_reports() as reports, tifffile.TiffFile(path) as tf:
             series = tf.series[0]
             axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
             px, dt = _tif_pixel_size(tf), _tif_interval(tf)
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as err:
+            damage = _tif_damage(tf, series, path, reports)
+    except (OSError, ValueError, IndexError, KeyError, tifffile.TiffFileError) as err:
         raise FrameFormatError(f"{path}: not a readable tif ({err})",
                                "check the file (re-export it as tif from Fiji or tifffile)") from err
+    if damage:
+        raise FrameFormatError(
+            f"{path}: the tif is truncated or damaged ({damage})",
+            "copy it again from the original (an interrupted copy, or a full disk while it was "
+            "recorded, cuts a tif short)")
     return _stack(path, kind, axes, shape, dtype, channel, 0, px, dt, None)
+
+
+#: what tifffile reports (as log warnings) when it meets a cut or corrupt file
+_DAMAGE_REPORTS = ("invalid page offset", "corrupt", "truncat", "invalid value offset", "failed to read",
+                   "failed to reshape", "invalid tag")
+
+
+class _Reports(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _tifffile_reports() -> Iterator[list[str]]:
+    """Collect tifffile's warnings (instead of printing them) while a tif is inspected."""
+    handler, log = _Reports(), logging.getLogger("tifffile")
+    log.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        log.removeHandler(handler)
+
+
+def _tif_damage(tf: Any, series: Any, path: Path, reports: list[str]) -> str | None:
+    """Why the tif's series cannot be read whole (None when its data lies inside the file)."""
+    for msg in reports:
+        if any(k in msg.lower() for k in _DAMAGE_REPORTS):
+            return msg.split("> ", 1)[-1]
+    size = path.stat().st_size
+    if series.dataoffset is not None:  # contiguous: one extent
+        end = int(series.dataoffset) + int(series.nbytes)
+    else:
+        end = 0
+        for page in series.pages:
+            if page is None:
+                return "pages are missing"
+            for off, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+                end = max(end, int(off) + int(count))
+    if end > size:
+        return f"its pixel data needs {end} bytes, the file has {size}"
+    if tf.is_imagej:
+        images = (tf.imagej_metadata or {}).get("images")
+        planes = int(np.prod([n for a, n in zip(series.axes, series.shape, strict=False) if a not in "YXS"]))
+        if images and int(images) > planes:
+            return f"ImageJ says {images} images, the file holds {planes}"
+    return None
 
 
 def _unit_um(unit: Any) -> float | None:
@@ -313,23 +456,34 @@ def _open_zarr(path: Path, channel: int | None) -> InputStack:
     except Exception as err:  # zarr raises several types for non-stores
         raise FrameFormatError(f"{path}: not a readable zarr store ({err})",
                                "pass a zarr array or an OME-Zarr image folder") from err
+    _check_not_partial(path, dict(node.attrs))
     if isinstance(node, zarr.Array):
         attrs = dict(node.attrs)
         names = getattr(node.metadata, "dimension_names", None) or attrs.get("_ARRAY_DIMENSIONS")
         if names and all(names):
             axes = _letters(list(names))
-        elif node.ndim in (2, 3):
-            axes = "YX" if node.ndim == 2 else "TYX"
+        elif node.ndim >= 2:
+            axes = guess_axes(tuple(node.shape))
         else:
             raise FrameFormatError(
-                f"{path}: {node.ndim}-D zarr array {node.shape} without axis names",
-                "store it with dimension_names (e.g. ('t', 'c', 'y', 'x')) or as T,Y,X / Y,X",
+                f"{path}: {node.ndim}-D zarr array {node.shape}, not images",
+                "store images with dimension_names (e.g. ('t', 'c', 'y', 'x')) or as T,Y,X / Y,X",
             )
         px = attrs.get("pixel_size_um", (attrs.get("live_pssr") or {}).get("pixel_size_um"))
         dt = attrs.get("frame_interval_s")
         return _stack(path, "zarr", axes, node.shape, node.dtype, channel, "", px, dt, None,
                       _frame_chunk(node, axes))
     return _open_ome_group(path, node, channel)
+
+
+def _check_not_partial(path: Path, attrs: dict[str, Any]) -> None:
+    """Refuse a zarr output of ``live-pssr enhance`` whose run stopped before its last frame."""
+    mark = attrs.get("live_pssr")
+    if isinstance(mark, dict) and mark.get("state") == "partial":
+        raise FrameFormatError(
+            f"{path} is an incomplete live-pssr output: the enhance run that wrote it stopped before "
+            "the end (live_pssr state 'partial'), so some of its frames are missing",
+            "run that `live-pssr enhance` again (with --overwrite to replace the incomplete output)")
 
 
 def _frame_chunk(arr: Any, axes: str) -> int:
@@ -344,32 +498,48 @@ def _ome(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _open_ome_group(path: Path, group: Any, channel: int | None) -> InputStack:
-    ome = _ome(dict(group.attrs))
-    prefix = ""
-    if "bioformats2raw.layout" in ome:  # a collection (e.g. a live-pssr run store): first image
-        series = _ome(dict(group["OME"].attrs)).get("series", ["0"]) if "OME" in group else ["0"]
-        prefix = f"{series[0]}/"
-        group = group[series[0]]
+    import zarr
+
+    try:
         ome = _ome(dict(group.attrs))
-    if "multiscales" not in ome:
-        arrays = sorted(k for k, _ in group.arrays())
+        prefix = ""
+        if "bioformats2raw.layout" in ome:  # a collection (e.g. a live-pssr run store): its first image
+            series = _ome(dict(group["OME"].attrs)).get("series", ["0"]) if "OME" in group else ["0"]
+            prefix = f"{series[0]}/"
+            group = group[series[0]]
+            ome = _ome(dict(group.attrs))
+        if "multiscales" not in ome:
+            arrays = sorted(k for k, _ in group.arrays())
+            if "0" in arrays:  # a plain group holding array "0"
+                arr = group["0"]
+                axes = _named_axes("", tuple(arr.shape))
+                return _stack(path, "zarr", axes, arr.shape, arr.dtype, channel, prefix + "0", None, None,
+                              None, _frame_chunk(arr, axes))
+            raise FrameFormatError(
+                f"{path}: zarr group without an OME-Zarr image (no multiscales metadata)",
+                f"pass the array inside it, e.g. {path / arrays[0]}" if arrays else
+                "pass a zarr array or an OME-Zarr image",
+            )
+        ms = ome["multiscales"][0]
+        ds = ms["datasets"][0]
+        arr = group[ds["path"]]
+        if not isinstance(arr, zarr.Array):
+            raise KeyError(f"{ds['path']} is not an array")
+        raw_axes = ms.get("axes") or ["t", "c", "z", "y", "x"][-arr.ndim:]
+        axes_meta = [a if isinstance(a, dict) else {"name": a} for a in raw_axes]
+        axes = _letters([a["name"] for a in axes_meta])
+        scale = next((t["scale"] for t in ds.get("coordinateTransformations", [])
+                      if t.get("type") == "scale"), [1.0] * arr.ndim)
+        ix = axes.index("X") if "X" in axes else -1
+        px = float(scale[ix]) * (_unit_um(axes_meta[ix].get("unit")) or 1.0) if ix >= 0 else None
+        it = axes.find("T")
+        dt = (float(scale[it]) * _UNIT_S.get(str(axes_meta[it].get("unit", "s")).lower(), 1.0)
+              if it >= 0 else None)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
         raise FrameFormatError(
-            f"{path}: zarr group without an OME-Zarr image (no multiscales metadata)",
-            f"pass the array inside it, e.g. {path / arrays[0]}" if arrays else
-            "pass a zarr array or an OME-Zarr image",
-        )
-    ms = ome["multiscales"][0]
-    ds = ms["datasets"][0]
-    arr = group[ds["path"]]
-    raw_axes = ms.get("axes") or ["t", "c", "z", "y", "x"][-arr.ndim:]
-    axes_meta = [a if isinstance(a, dict) else {"name": a} for a in raw_axes]
-    axes = _letters([a["name"] for a in axes_meta])
-    scale = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"),
-                 [1.0] * arr.ndim)
-    ix = axes.index("X") if "X" in axes else -1
-    px = float(scale[ix]) * (_unit_um(axes_meta[ix].get("unit")) or 1.0) if ix >= 0 else None
-    it = axes.find("T")
-    dt = float(scale[it]) * _UNIT_S.get(str(axes_meta[it].get("unit", "s")).lower(), 1.0) if it >= 0 else None
+            f"{path}: a zarr group whose OME-Zarr metadata does not lead to an image ({err})",
+            "pass the image array itself (e.g. RUN/0/0 of a run store), or an OME-Zarr image folder",
+        ) from err
     stack = _stack(path, "ome-zarr", axes, arr.shape, arr.dtype, channel, prefix + ds["path"], px, dt,
                    None, _frame_chunk(arr, axes))
     if stack.frame_axis is not None:
@@ -393,4 +563,5 @@ def check_frame_values(frame: np.ndarray, path: Path | str, index: int) -> None:
         )
 
 
-__all__ = ["InputStack", "check_frame_values", "open_input", "path_kind"]
+__all__ = ["ChannelError", "InputNotFoundError", "InputStack", "check_frame_values", "guess_axes",
+           "input_kind", "open_input", "path_kind"]
