@@ -437,10 +437,11 @@ class RunStoreTarget:
         return cls(store, dt)
 
     def _failed(self, err: StoreWriteError) -> StoreWriteError:
-        return StoreWriteError(f"{err.message}; enhancement stopped, the run store is left unfinished "
-                               "(state 'recording')",
-                               "free space or write to another disk, then run the command again with "
-                               "--overwrite")
+        """``err`` (same type: a DiskFullError stays one) with what is left and enhance's fix."""
+        fix = ("free space or write to another disk" if "disk is full" in err.message
+               else err.hint or "check the disk and the path")
+        return type(err)(f"{err.message}; enhancement stopped, the run store is left unfinished "
+                         "(state 'recording')", f"{fix}, then run the command again with --overwrite")
 
     def write_raw(self, start: int, raw: np.ndarray) -> None:
         """Append raw frames ``start, start+1, ...`` (in order) unless already there."""
@@ -490,6 +491,10 @@ class RunStoreTarget:
         store._stop.set()  # noqa: SLF001 - RunStore has no abort(); close() would mark the run closed
         if store._committer.is_alive():  # noqa: SLF001
             store._committer.join()  # noqa: SLF001
+        reserve = getattr(store, "_reserve", None)  # space a RunStore may hold back for its last frames
+        if isinstance(reserve, Path):
+            reserve.unlink(missing_ok=True)
+            store._reserve = None  # noqa: SLF001
         try:
             store.commit()
         except StoreWriteError:
