@@ -355,3 +355,18 @@ def test_shipped_model_if_present(tmp_path):
     # a trained model keeps the image's content: it correlates with the upsampled input
     up = np.kron(frame.astype(np.float32), np.ones((4, 4), np.float32))
     assert np.corrcoef(out.ravel(), up.ravel())[0, 1] > 0.5
+
+
+def test_run_store_parts_and_unnamed_arrays_as_inputs(tmp_path, tiny_model_path, stack):
+    """Any part of a run store names its raw frames; unnamed arrays get replay's axis guess."""
+    inp = _tif(tmp_path / "t.tif", stack, "TYX")
+    run = _run(inp, tmp_path / "run.ome.zarr", tiny_model_path).output
+    for path in (run, run / "0", run / "0" / "0"):
+        src = open_input(path)
+        assert src.shape == (5, 36, 44) and src.axes == "TYX"
+        np.testing.assert_array_equal(src.read(0, 5), stack)
+    tcyx = tmp_path / "tcyx.zarr"  # no dimension names: (T, C, Y, X)
+    zarr.create_array(str(tcyx), data=np.stack([stack, stack // 2], axis=1), chunks=(1, 1, 36, 44))
+    with pytest.raises(FrameFormatError, match="2 channels"):
+        open_input(tcyx)
+    np.testing.assert_array_equal(open_input(tcyx, channel=1).read(0, 5), stack // 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -188,3 +189,58 @@ def test_replay_real_live_timelapse() -> None:
     assert src.pixel_size_um == pytest.approx(0.129, abs=1e-3)
     frames = list(src.frames(3, paced=False))
     np.testing.assert_array_equal(frames[1].image, tifffile.imread(path, key=1))
+
+
+def test_replay_damaged_empty_and_partial_recordings_are_clear_errors(tmp_path: Path) -> None:
+    """Replay reads through the one stack reader: damage and odd stores are FrameFormatErrors."""
+    data = _stack(t=6, h=32, w=32)
+    cut = tmp_path / "cut.tif"
+    tifffile.imwrite(cut, data, imagej=True, metadata={"axes": "TYX"})
+    os.truncate(cut, cut.stat().st_size // 2)
+    with pytest.raises(FrameFormatError, match="truncated") as err:
+        ReplaySource(cut)
+    assert "copy it again" in err.value.hint
+
+    bad = tmp_path / "bad.zarr"
+    zarr.create_array(str(bad), data=data, chunks=(1, 32, 32), dimension_names=("t", "y", "x"))
+    (bad / "c" / "3" / "0" / "0").write_bytes(b"not a zstd frame")
+    src = ReplaySource(bad)  # frame 0 is fine
+    assert src.path == bad  # the recording's path: writers pass it as an input to their claim
+    with pytest.raises(FrameFormatError, match="cannot read frame 3"):
+        list(src.frames(paced=False))
+
+    from live_pssr.store import RunStore
+
+    empty = tmp_path / "empty.ome.zarr"
+    RunStore.create(empty, (32, 32), "uint16", 4).close()
+    with pytest.raises(FrameFormatError, match="holds no frames"):
+        ReplaySource(empty)
+
+    partial = tmp_path / "partial.zarr"
+    arr = zarr.create_array(str(partial), data=data, chunks=(1, 32, 32), dimension_names=("t", "y", "x"))
+    arr.attrs["live_pssr"] = {"state": "partial"}  # an enhance output whose run stopped early
+    with pytest.raises(FrameFormatError, match="incomplete live-pssr output"):
+        ReplaySource(partial)
+
+
+def test_replay_run_store_root_and_big_endian(tmp_path: Path) -> None:
+    from live_pssr.frames import Frame as F
+    from live_pssr.store import RunStore
+
+    data = _stack(t=4, h=16, w=16)
+    run = tmp_path / "run.ome.zarr"
+    store = RunStore.create(run, (16, 16), "uint16", 4, pixel_size_um=0.25)
+    for i, img in enumerate(data):
+        store.append_raw(F(i, img, i * 10.0, {}))
+    store.close()
+    for path in (run, run / "0", run / "0" / "0"):  # the root means its raw stream
+        src = ReplaySource(path)
+        assert src.n_frames == 4 and src.shape == (16, 16)
+        np.testing.assert_array_equal(np.stack([f.image for f in src.frames(paced=False)]), data)
+    assert ReplaySource(run).pixel_size_um == pytest.approx(0.25)
+
+    be = tmp_path / "be.zarr"
+    zarr.create_array(str(be), shape=data.shape, dtype=">u2", chunks=(1, 16, 16), zarr_format=2)[:] = data
+    src = ReplaySource(be)
+    assert src.dtype == np.uint16 and src.dtype.isnative
+    np.testing.assert_array_equal(src.read(2), data[2])
