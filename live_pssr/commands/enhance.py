@@ -1,4 +1,9 @@
-"""``live-pssr enhance``: enhance a recorded tif / zarr / OME-Zarr file offline (optionally on dask)."""
+"""``live-pssr enhance``: enhance a recorded tif / zarr / OME-Zarr file offline (optionally on dask).
+
+Errors (bad input, a damaged file, an output path that may not be replaced, a full disk) are
+:class:`~live_pssr.errors.LivePSSRError` errors: the CLI prints the problem and the fix and exits 2; a
+failed run leaves no output that looks complete (see :mod:`live_pssr.offline.outputs`).
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,9 @@ def command(
         "(tcp://host:8786).")] = "threads",
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="Torch threads per worker (default: cores / workers).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing live-pssr output (recognised by its metadata); never "
+        "another file or folder, never the input.")] = False,
 ) -> None:
     """Enhance recorded data offline: any frame size (tiled without seams), single- or multi-frame models."""
     from rich.console import Console
