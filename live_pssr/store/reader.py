@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,58 @@ class StoreReader:
         }
 
 
+def _root_attrs(path: Path) -> dict[str, Any]:
+    """The attributes in ``path/zarr.json`` ({} when unreadable: zarr reports that below)."""
+    try:
+        doc = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    attrs = doc.get("attributes", {}) if isinstance(doc, dict) else {}
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def series_streams(path: Path) -> list[str] | None:
+    """The stream paths of a series run's root (``live_pssr_series`` index), or None for anything else."""
+    index = _root_attrs(path).get("live_pssr_series")
+    if not isinstance(index, dict):
+        return None
+    listed = [str(s.get("path") or s.get("name")) for s in index.get("streams", []) if isinstance(s, dict)]
+    found = [p.name for p in sorted(path.iterdir()) if p.is_dir() and p.name not in listed
+             and isinstance(_root_attrs(p).get("live_pssr"), dict)]
+    return listed + found
+
+
+def _not_a_store(path: Path) -> StoreFormatError:
+    """The error for a path without zarr.json: say what it is instead, and what to pass."""
+    usual = "pass the folder written by `live-pssr demo/acquire` (e.g. run.ome.zarr)"
+    if not path.exists():
+        return StoreFormatError(f"{path} does not exist (not a zarr v3 store)", f"check the path; {usual}")
+    if not path.is_dir():
+        return StoreFormatError(f"{path} is a file, not a zarr v3 store (a store is a folder)", usual)
+    try:
+        inside = [p for p in sorted(path.iterdir()) if p.is_dir() and (p / "zarr.json").is_file()
+                  and _root_attrs(p).keys() & {"live_pssr", "live_pssr_series"}]
+    except OSError:
+        inside = []
+    if inside:
+        names = ", ".join(str(p) for p in inside[:8]) + (" ..." if len(inside) > 8 else "")
+        return StoreFormatError(f"{path} is not a zarr v3 store (no zarr.json): it is a folder of stores",
+                                f"pass one of them: {names}")
+    return StoreFormatError(f"{path} is not a zarr v3 store (no zarr.json)", usual)
+
+
 def open_store(path: str | Path) -> StoreReader:
     """Open a live-pssr run store for reading."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
+        raise _not_a_store(path)
+    streams = series_streams(path)
+    if streams is not None:
+        where = ", ".join(str(path / s) for s in streams[:8]) + (" ..." if len(streams) > 8 else "")
         raise StoreFormatError(
-            f"{path} is not a zarr v3 store (no zarr.json)",
-            "pass the folder written by `live-pssr demo/acquire` (e.g. run.ome.zarr)",
+            f"{path} is a series of {len(streams)} run stores (one per stream of a multi-dimensional "
+            "run), not a single run store",
+            f"open one stream: {where or '(none written yet)'}; `live-pssr info {path}` lists them",
         )
     try:
         root = zarr.open_group(str(path), mode="r")
@@ -101,4 +147,4 @@ def open_store(path: str | Path) -> StoreReader:
     return StoreReader(path=path, raw=raw, enhanced=enhanced, records=records, run=run, n_frames=n)
 
 
-__all__ = ["FrameStatus", "StoreReader", "open_store"]
+__all__ = ["FrameStatus", "StoreReader", "open_store", "series_streams"]

@@ -1,0 +1,126 @@
+"""Bad command-line input gives a clear error (the problem and the fix, exit status 2), never a traceback.
+
+Commands run through :func:`live_pssr.cli.main`, the console entry point itself (what a user's
+``live-pssr ...`` runs), in this process; ``python -m live_pssr`` is checked once in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from live_pssr.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str]:
+    """``live-pssr ARGS`` through the console entry point: (exit status, stdout + stderr)."""
+    monkeypatch.setattr(sys, "argv", ["live-pssr", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr()
+    code = exit_info.value.code
+    return (0 if code is None else code), out.out + out.err
+
+
+def assert_clear_error(code: int, text: str, *named: str) -> None:
+    """Exit status 2, an ``error:`` line and a ``fix:`` line, each of ``named`` in the text, no traceback."""
+    assert code == 2, text
+    assert "error:" in text and "fix:" in text, text
+    assert "Traceback" not in text
+    flat = " ".join(text.split())  # rich wraps long lines
+    for part in named:
+        assert part in flat, (part, text)
+
+
+def pm_metadata(t: int, **axes) -> dict:
+    return {"Camera": "Cam", "ElapsedTime-ms": float(t * 10), "Height": "32", "Width": "32",
+            "ImageNumber": str(t), "PixelType": "GRAY16", "PixelSize_um": 0.16,
+            "TimeReceivedByCore": f"2026-01-01 12:00:{t:02d}.250000", "Axes": {"time": t, **axes}}
+
+
+@pytest.fixture
+def series_run(tmp_path) -> Path:
+    """The root of a multi-dimensional LiveSession's output: one run store per channel."""
+    from live_pssr import LiveSession
+
+    session = LiveSession(store=tmp_path / "mda.zarr", enhance=False)
+    rng = np.random.default_rng(0)
+    for t in range(3):
+        for ch in ("DAPI", "GFP"):
+            session.pycromanager_hook(rng.integers(100, 400, (32, 32)).astype(np.uint16),
+                                      pm_metadata(t, channel=ch))
+    session.close()
+    return tmp_path / "mda.zarr"
+
+
+# ------------------------------------------------------------------------------------------ info
+def test_info_on_a_series_root_shows_its_streams(capsys, monkeypatch, series_run):
+    code, text = run_cli(capsys, monkeypatch, "info", series_run)
+    assert code == 0, text
+    flat = " ".join(text.split())
+    assert "series run of 2 stream(s) split by channel" in flat
+    for name in ("channel-DAPI", "channel-GFP"):
+        assert name in flat and "channel=" + name.split("-")[1] in flat
+    assert f"live-pssr info {series_run / 'channel-DAPI'}" in flat  # points to the stream stores
+    code, text = run_cli(capsys, monkeypatch, "info", series_run, "--json")
+    doc = json.loads(text)
+    assert doc["kind"] == "series" and doc["state"] == "closed"
+    assert [(s["name"], s["store"]["frames"]) for s in doc["streams"]] == [("channel-DAPI", 3),
+                                                                          ("channel-GFP", 3)]
+    # each stream is a run store that info opens on its own
+    code, text = run_cli(capsys, monkeypatch, "info", series_run / "channel-GFP", "--json")
+    assert code == 0 and json.loads(text)["frames"] == 3
+
+
+def test_a_series_stream_missing_from_the_index_is_still_listed(capsys, monkeypatch, series_run):
+    doc = json.loads((series_run / "zarr.json").read_text())
+    doc["attributes"]["live_pssr_series"]["streams"] = doc["attributes"]["live_pssr_series"]["streams"][:1]
+    doc["attributes"]["live_pssr_series"]["state"] = "recording"  # as after a crash
+    (series_run / "zarr.json").write_text(json.dumps(doc))
+    code, text = run_cli(capsys, monkeypatch, "info", series_run)
+    assert code == 0, text
+    flat = " ".join(text.split())
+    assert "channel-GFP" in flat and "missing from the series index" in flat and "did not close" in flat
+
+
+def test_view_and_open_store_on_a_series_root_name_the_streams(capsys, monkeypatch, series_run, tmp_path):
+    code, text = run_cli(capsys, monkeypatch, "view", series_run, "--screenshot", tmp_path / "x.png")
+    assert_clear_error(code, text, "is a series of 2 run stores", str(series_run / "channel-DAPI"),
+                       f"live-pssr info {series_run}")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_info_on_paths_that_are_not_stores(capsys, monkeypatch, tmp_path, series_run):
+    code, text = run_cli(capsys, monkeypatch, "info", tmp_path / "nowhere.zarr")
+    assert_clear_error(code, text, "nowhere.zarr does not exist", "check the path")
+    (tmp_path / "notes.txt").write_text("x")
+    code, text = run_cli(capsys, monkeypatch, "info", tmp_path / "notes.txt")
+    assert_clear_error(code, text, "is a file, not a zarr v3 store")
+    (tmp_path / "plain").mkdir()
+    code, text = run_cli(capsys, monkeypatch, "info", tmp_path / "plain")
+    assert_clear_error(code, text, "not a zarr v3 store (no zarr.json)", "live-pssr demo/acquire")
+    # the folder that holds the run: name the stores in it
+    code, text = run_cli(capsys, monkeypatch, "info", tmp_path)
+    assert_clear_error(code, text, "it is a folder of stores", f"pass one of them: {series_run}")
+
+
+# ------------------------------------------------------------------------------- entry points
+def test_python_dash_m_runs_the_cli_and_the_train_alias(tmp_path):
+    """``python -m live_pssr`` is the CLI; ``python -m live_pssr.train`` (torchrun's) is its train command."""
+    env_cwd = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 120}
+    r = subprocess.run([sys.executable, "-m", "live_pssr", "models"], **env_cwd)
+    assert r.returncode == 0, r.stderr
+    assert "mito-sr4-fast" in r.stdout
+    for module in (["live_pssr", "train"], ["live_pssr.train"]):
+        r = subprocess.run([sys.executable, "-m", *module, "--config", str(tmp_path / "none.yaml")],
+                           **env_cwd)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "none.yaml does not exist" in r.stderr and "fix:" in r.stderr
+
