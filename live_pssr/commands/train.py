@@ -37,7 +37,7 @@ def command(
 ) -> None:
     """Train a model from a YAML config: crappified images, the simulator, real pairs.
 
-    Multi-GPU: torchrun --nproc_per_node=N -m live_pssr.train --config C.yaml (batch is per GPU).
+    Multi-GPU: torchrun --nproc_per_node=N -m live_pssr train --config C.yaml (batch is per GPU).
     """
     from rich.console import Console
 

@@ -1,23 +1,20 @@
-"""``python -m live_pssr.train --config C.yaml`` (what ``torchrun --nproc_per_node=N`` launches)."""
+"""``python -m live_pssr.train --config C.yaml``: the same as ``python -m live_pssr train --config C.yaml``.
+
+Kept for scripts and ``torchrun --nproc_per_node=N -m live_pssr.train ...`` launches. The command
+itself lives in the CLI layer (:mod:`live_pssr.commands.train`); this entry point runs the
+top-level CLI by module name (no import from the training package up into the CLI), with
+``train`` put in front of the arguments.
+"""
 
 from __future__ import annotations
 
+import runpy
 import sys
-
-import typer
-
-from ..commands.train import command
-from ..errors import LivePSSRError
 
 
 def main() -> None:
-    try:
-        typer.run(command)
-    except LivePSSRError as err:
-        typer.secho(f"error: {err.message}", fg="red", err=True)
-        if err.hint:
-            typer.secho(f"  fix: {err.hint}", fg="yellow", err=True)
-        sys.exit(2)
+    sys.argv[1:1] = ["train"]
+    runpy.run_module("live_pssr", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":
