@@ -58,7 +58,7 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..bench.report import machine_info
+    from ..engines.cache import machine_info
     from ..evaluate import METRICS, evaluate
     from ..modelio import load_model
 

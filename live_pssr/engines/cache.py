@@ -7,7 +7,9 @@ precision, library versions, GPU): a key never goes stale, it simply stops being
 
 Files are written atomically (temporary file + rename) so a crash never leaves half a file, and
 :func:`cached_artifact` treats a file it cannot load as a miss: it is deleted, rebuilt and the
-event logged; a corrupt cache never crashes a run.
+event logged; a corrupt cache never crashes a run. :func:`machine_fingerprint` (what makes an
+artefact machine-specific) and :func:`machine_info` (what a benchmark or evaluation result records
+it ran on) describe the machine.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def machine_fingerprint() -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, torch and GPU: what a benchmark or evaluation result records it ran on."""
+    import psutil
+    import torch
+
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def _cpu_name() -> str:
@@ -169,6 +187,7 @@ __all__ = [
     "cache_key",
     "cached_artifact",
     "machine_fingerprint",
+    "machine_info",
     "model_fingerprint",
     "read_json",
     "write_json",
