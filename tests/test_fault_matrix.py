@@ -298,8 +298,8 @@ def test_api_slowed_writer_complete_multiframe(h, tmp_path, monkeypatch, raw_que
 
     write_chunk = ChunkFileArray.write_chunk
 
-    def slowed(self, *args, **kwargs):  # a slow disk: every chunk write takes 10 ms longer
-        time.sleep(0.010)
+    def slowed(self, *args, **kwargs):  # a slow disk: every chunk write takes 15 ms longer
+        time.sleep(0.015)
         return write_chunk(self, *args, **kwargs)
 
     monkeypatch.setattr(ChunkFileArray, "write_chunk", slowed)
@@ -307,7 +307,7 @@ def test_api_slowed_writer_complete_multiframe(h, tmp_path, monkeypatch, raw_que
     extra = {} if raw_queue is None else {"max_raw_queue_bytes": raw_queue}
     session = h.session(store=store, model="mito-sr4-mf", engine="torch", policy="complete",
                         own_storage=True, frame_shape=(SIZE, SIZE), **extra)
-    n = 20
+    n = 30
     summary, out, fed, _ = run_and_check(h, session, "single", True, None, n=n)
     view = out.streams["run"]
     assert view.n == n and summary.raw_written == n
@@ -467,7 +467,7 @@ def test_cli_read_only_mid_run(h, tmp_path, command):
     assert_untouched(disk, before, exclude=(STORE,))
 
 
-@pytest.mark.parametrize("command", ["demo", "acquire"])
+@pytest.mark.parametrize("command", ["demo"])
 def test_cli_kill9_mid_run(h, tmp_path, command):
     disk = tmp_path / "disk"
     disk.mkdir()
