@@ -124,3 +124,64 @@ def test_python_dash_m_runs_the_cli_and_the_train_alias(tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert "none.yaml does not exist" in r.stderr and "fix:" in r.stderr
 
+
+
+def assert_usage_error(code: int, text: str, option: str, *named: str) -> None:
+    """A value the option's declared range refuses: click's usage error (status 2), naming the option."""
+    flat = " ".join(text.replace("│", " ").split())
+    assert code == 2 and "Traceback" not in text, text
+    assert f"Invalid value for '{option}'" in flat, text
+    for part in named:
+        assert part in flat, (part, text)
+
+
+def tiny_train_config(tmp_path: Path) -> Path:
+    import yaml
+
+    cfg = {
+        "name": "tiny",
+        "model": {"arch": "fast-sr", "upscale": 4, "in_frames": 1, "arch_kwargs": {"width": 4}},
+        "data": {"crop": 16, "val_samples": 2, "sources": [
+            {"kind": "sim", "laser_power": [0.05, 0.2], "sequences": 1, "timepoints": 2, "height": 32,
+             "width": 32}]},
+        "train": {"steps": 1, "batch": 2, "warmup_steps": 0, "val_every": 1, "checkpoint_every": 1,
+                  "threads": 1},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# ----------------------------------------------------------------------------------------- train
+def test_train_options_that_cannot_work_are_refused_before_training(capsys, monkeypatch, tmp_path):
+    cfg = tiny_train_config(tmp_path)
+    common = ["train", "--config", cfg, "--checkpoint-dir", tmp_path / "ck", "--quiet"]
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "a.yaml").write_text("name: a\n")
+    code, text = run_cli(capsys, monkeypatch, "train", "--config", tmp_path / "configs")
+    assert_clear_error(code, text, "is a folder, not a training config file",
+                       str(tmp_path / "configs" / "a.yaml"))
+    for minutes in ("0", "-1"):
+        code, text = run_cli(capsys, monkeypatch, *common, "--out", tmp_path / "m.safetensors",
+                             "--max-minutes", minutes)
+        assert_clear_error(code, text, f"--max-minutes {minutes} is not a positive time", "--max-minutes 30")
+    code, text = run_cli(capsys, monkeypatch, *common, "--out", tmp_path / "m.safetensors", "--device", "tpu")
+    assert_clear_error(code, text, "--device 'tpu'", "use cpu, cuda or cuda:N")
+    (tmp_path / "outdir").mkdir()
+    code, text = run_cli(capsys, monkeypatch, *common, "--out", tmp_path / "outdir")
+    assert_clear_error(code, text, "is a folder, not a model file",
+                       str(tmp_path / "outdir" / "my-model.safetensors"))
+    code, text = run_cli(capsys, monkeypatch, *common, "--out", tmp_path / "m.pt")
+    assert_clear_error(code, text, "model files end in .safetensors", str(tmp_path / "m.safetensors"))
+    (tmp_path / "file").write_text("x")
+    code, text = run_cli(capsys, monkeypatch, "train", "--config", cfg, "--checkpoint-dir", tmp_path / "file",
+                         "--out", tmp_path / "m.safetensors", "--quiet")
+    assert_clear_error(code, text, "--checkpoint-dir", "is a file, not a folder")
+    assert not (tmp_path / "m.safetensors").exists()  # nothing was trained for any of them
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_cuda_without_a_gpu(capsys, monkeypatch, tmp_path):
+    code, text = run_cli(capsys, monkeypatch, "train", "--config", tiny_train_config(tmp_path), "--device",
+                         "cuda", "--out", tmp_path / "m.safetensors", "--quiet")
+    assert_clear_error(code, text, "--device cuda: no CUDA GPU is usable here", "--device cpu")
