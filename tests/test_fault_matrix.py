@@ -238,7 +238,7 @@ def test_api_second_session_same_path(h, tmp_path, layout, overwrite):
         f"refused with {type(err).__name__}, not StoreExistsError: {err}"
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ["series"])  # a single store's lock: test_cli_second_process_same_path
 def test_api_second_process_on_session_path(h, tmp_path, layout):
     disk = tmp_path / "disk"
     disk.mkdir()
