@@ -185,3 +185,101 @@ def test_train_on_cuda_without_a_gpu(capsys, monkeypatch, tmp_path):
     code, text = run_cli(capsys, monkeypatch, "train", "--config", tiny_train_config(tmp_path), "--device",
                          "cuda", "--out", tmp_path / "m.safetensors", "--quiet")
     assert_clear_error(code, text, "--device cuda: no CUDA GPU is usable here", "--device cpu")
+
+
+# -------------------------------------------------------------------------------------- evaluate
+@pytest.fixture
+def hq_folder(tmp_path) -> Path:
+    import tifffile
+
+    folder = tmp_path / "hq"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        tifffile.imwrite(folder / f"im{i}.tif", rng.uniform(50, 1000, (64, 80)).astype(np.uint16))
+    return folder
+
+
+def test_evaluate_bad_values(capsys, monkeypatch, tmp_path, tiny_model_path, hq_folder):
+    base = ["evaluate", "--model", tiny_model_path, "--data", hq_folder]
+    code, text = run_cli(capsys, monkeypatch, *base, "--json", tmp_path)  # refused before evaluating
+    assert_clear_error(code, text, "--json", "is a folder, not a file", str(tmp_path / "result.json"))
+    assert "PSNR" not in text
+    (tmp_path / "file").write_text("x")
+    code, text = run_cli(capsys, monkeypatch, *base, "--json", tmp_path / "file" / "r.json")
+    assert_clear_error(code, text, "is a file, not a folder")
+    for bad in ("0", "-1"):
+        code, text = run_cli(capsys, monkeypatch, *base, "--max-images", bad)
+        assert_usage_error(code, text, "--max-images", "greater than or equal to 1")
+    code, text = run_cli(capsys, monkeypatch, "evaluate", "--model", tiny_model_path, "--data",
+                         "sim-timelapse", "--size", "0")
+    assert_usage_error(code, text, "--size", "greater than or equal to 16")
+
+
+def test_a_folder_as_model_lists_what_to_pass(capsys, monkeypatch, tmp_path, tiny_model_path, hq_folder):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.safetensors").write_bytes(tiny_model_path.read_bytes())
+    code, text = run_cli(capsys, monkeypatch, "evaluate", "--model", tmp_path / "mine", "--data", hq_folder)
+    assert_clear_error(code, text, "is a folder, not a model file", str(tmp_path / "mine" / "a.safetensors"),
+                       "mito-sr4-fast")
+    assert "does not exist" not in text
+
+
+# ------------------------------------------------------------------------------------------ models
+def test_models_lists_the_rest_when_one_user_model_is_damaged(capsys, monkeypatch, tmp_path, tiny_model_path):
+    from safetensors.torch import load_file, save_file
+
+    from live_pssr.modelio import read_spec
+
+    spec = json.loads(read_spec(tiny_model_path).to_json())
+    save_file(load_file(str(tiny_model_path)), str(tmp_path / "broken.safetensors"),
+              metadata={"live_pssr": json.dumps({**spec, "in_frames": 0})})
+    monkeypatch.setenv("LIVE_PSSR_MODELS", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    code, text = run_cli(capsys, monkeypatch, "models")
+    assert code == 0, text
+    assert "mito-sr4-fast" in text and "broken" in text and "unusable" in text and "in_frames is 0" in text
+    code, text = run_cli(capsys, monkeypatch, "models", "broken")
+    assert_clear_error(code, text, "in_frames is 0", "re-export")
+
+
+# --------------------------------------------------------------------------------------- calibrate
+def test_calibrate_bad_values(capsys, monkeypatch, tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    base = 20 + 400 * (np.sin(xx / 7.0) * np.cos(yy / 5.0)) ** 2
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, (100 + 2 * rng.poisson(base, (12, 64, 64))).astype(np.uint16))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 64, 64), np.uint16))
+    out = ["--out", tmp_path / "cal.yaml"]
+    code, text = run_cli(capsys, monkeypatch, "calibrate", tmp_path / "empty.npy", *out)
+    assert_clear_error(code, text, "empty.npy holds no frames", "repeats of a still field")
+    code, text = run_cli(capsys, monkeypatch, "calibrate", stack, *out, "--dark", tmp_path / "empty.npy")
+    assert_clear_error(code, text, "--dark", "holds no frames")
+    (tmp_path / "folder").mkdir()
+    code, text = run_cli(capsys, monkeypatch, "calibrate", stack, "--out", tmp_path / "folder")
+    assert_clear_error(code, text, "--out", "is a folder, not a file",
+                       str(tmp_path / "folder" / "calibration.yaml"))
+    code, text = run_cli(capsys, monkeypatch, "calibrate", stack, *out, "--plot", tmp_path / "folder")
+    assert_clear_error(code, text, "--plot", "is a folder, not a file")
+    for option, value, rng_text in (("--read-noise", "-1", "greater than or equal to 0"),
+                                    ("--offset", "-100", "greater than or equal to 0"),
+                                    ("--bit-depth", "0", "greater than or equal to 1"),
+                                    ("--bit-depth", "40", "less than or equal to 32")):
+        code, text = run_cli(capsys, monkeypatch, "calibrate", stack, *out, option, value)
+        assert_usage_error(code, text, option, rng_text)
+    assert not (tmp_path / "cal.yaml").exists() and not (tmp_path / "folder.png").exists()
+
+
+# -------------------------------------------------------------------------------------------- view
+def test_view_screenshot_into_a_folder(capsys, monkeypatch, series_run, tmp_path):
+    store = series_run / "channel-DAPI"
+    (tmp_path / "shots").mkdir()
+    code, text = run_cli(capsys, monkeypatch, "view", store, "--screenshot", tmp_path / "shots")
+    assert_clear_error(code, text, "--screenshot", "is a folder, not a file",
+                       str(tmp_path / "shots" / "view.png"))
+    (tmp_path / "file").write_text("x")
+    code, text = run_cli(capsys, monkeypatch, "view", store, "--screenshot", tmp_path / "file" / "v.png")
+    assert_clear_error(code, text, "--screenshot", "is a file, not a folder")

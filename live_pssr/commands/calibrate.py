@@ -10,9 +10,11 @@ plot of the mean-variance curve.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from ..errors import ConfigError
 
 
 def command(
@@ -22,9 +24,10 @@ def command(
     plot: Annotated[Path | None, typer.Option(help="Plot PNG (default: OUT with .png).")] = None,
     method: Annotated[str, typer.Option(help="auto | temporal (static repeats) | spatial.")] = "auto",
     dark: Annotated[Path | None, typer.Option(help="Dark frames (shutter closed), if any.")] = None,
-    offset: Annotated[float | None, typer.Option(help="Known camera offset in ADU.")] = None,
-    read_noise: Annotated[float | None, typer.Option(help="Known read noise in electrons.")] = None,
-    bit_depth: Annotated[int | None, typer.Option(help="Camera bit depth (default: from the data).")] = None,
+    offset: Annotated[float | None, typer.Option(min=0.0, help="Known camera offset in ADU.")] = None,
+    read_noise: Annotated[float | None, typer.Option(min=0.0, help="Known read noise in electrons.")] = None,
+    bit_depth: Annotated[int | None, typer.Option(
+        min=1, max=32, help="Camera bit depth (default: from the data).")] = None,
     scale: Annotated[int, typer.Option(help="Super-resolution factor written to the config.")] = 4,
     psf_sigma_px: Annotated[float, typer.Option(help="Extra PSF blur (high-res px) for the config.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the validation synthesis.")] = 0,
@@ -38,13 +41,15 @@ def command(
     from ..datasets import load_image_stack
 
     console = Console()
-    stack = load_image_stack(frames)
-    dark_stack = load_image_stack(dark) if dark is not None else None
+    plot = plot if plot is not None else out.with_suffix(".png")
+    check_output_file(out, "--out", "calibration.yaml")
+    check_output_file(plot, "--plot", "calibration.png")
+    stack = _frames(load_image_stack(frames), frames, "FRAMES")
+    dark_stack = _frames(load_image_stack(dark), dark, "--dark") if dark is not None else None
     with console.status(f"fitting photon transfer on {stack.shape} frames"):
         fit = fit_photon_transfer(stack, method=method, dark=dark_stack, offset=offset,
                                   read_noise=read_noise, bit_depth=bit_depth)
         validation = validate_fit(stack, fit, seed=seed) if fit.method == "temporal" else None
-    plot = plot if plot is not None else out.with_suffix(".png")
     write_config(fit, out, scale=scale, psf_sigma_px=psf_sigma_px, source=str(frames), validation=validation)
     make_crappifier({"kind": "file", "path": str(out)})  # the file we wrote must load
     plot_fit(fit, plot, validation, title=f"{Path(frames).name}: photon transfer")
@@ -72,3 +77,24 @@ def command(
         console.print(f"[yellow]note: {note}[/yellow]")
     console.print(f"wrote {out} (crappifier config: train with crappifier {{kind: file, path: {out}}})")
     console.print(f"wrote {plot}")
+
+
+def _frames(stack: Any, path: Path, option: str) -> Any:
+    """A stack with at least one frame (an empty one cannot be fitted: say so, not a numpy error)."""
+    if stack.ndim < 2 or stack.shape[0] == 0 or stack.size == 0:
+        raise ConfigError(f"{option} {path} holds no frames (shape {tuple(stack.shape)})",
+                          "pass a stack of real camera frames: ideally 20-50 repeats of a still field")
+    return stack
+
+
+def check_output_file(path: Path, option: str, example: str) -> None:
+    """An output file path is not a folder, and no file stands where its folder must be."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder, not a file",
+                          f"pass a file name in it, e.g. {option} {path / example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder",
+                                  "choose an output path inside a folder")
+            return

@@ -49,8 +49,8 @@ def command(
     engine: Annotated[str, typer.Option(help="Inference engine (torch, onnxruntime, ...).")] = "torch",
     seed: Annotated[int, typer.Option(help="Seed of crappification / simulation.")] = 0,
     frames: Annotated[int, typer.Option(help="sim-timelapse: number of frames.")] = 16,
-    size: Annotated[int, typer.Option(help="sim-timelapse: camera frame size (px).")] = 128,
-    max_images: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
+    size: Annotated[int, typer.Option(min=16, help="sim-timelapse: camera frame size (px).")] = 128,
+    max_images: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
 ) -> None:
     """Score a model (PSNR, SSIM, normalised PSNR/SSIM, FRC, flicker) next to bicubic / the raw input."""
     import json
@@ -58,11 +58,14 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..engines.cache import machine_info
+    from ..engines.cache import atomic_write, machine_info
+    from ..errors import StoreWriteError
     from ..evaluate import METRICS, evaluate
     from ..modelio import load_model
 
     console = Console()
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     loaded = load_model(model)
     crap_cfg = parse_crappifier(crappifier, loaded.spec.upscale)
     result = evaluate(loaded, data, crappifier=crap_cfg, engine=engine, seed=seed, n_frames=frames,
@@ -86,9 +89,29 @@ def command(
     console.print(table)
     console.print(f"[dim]{result['description']}; {result['time_s']:.1f} s[/dim]")
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({**result, "machine": machine_info()}, indent=2))
+        try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(json_path, json.dumps({**result, "machine": machine_info()}, indent=2))
+        except OSError as err:
+            raise StoreWriteError(f"could not write --json {json_path}: {err.strerror or err}",
+                                  "choose a writable path with free space (the table above is the result)"
+                                  ) from err
         console.print(f"wrote {json_path}")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """An output file path is not a folder, and no file stands where its folder must be."""
+    from ..errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder, not a file",
+                          f"pass a file name, e.g. {option} {path / 'result.json'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder",
+                                  "choose an output path inside a folder")
+            return
 
 
 def _fmt(v: float | None, sign: bool = False) -> str:

@@ -25,6 +25,8 @@ def command(
     open_store(store)  # a clear error for a path that is not a run store, before any window
     if mode not in MODES:
         raise LivePSSRError(f"unknown display mode {mode!r}", f"use one of {', '.join(MODES)}")
+    if screenshot is not None:
+        check_screenshot_path(screenshot)
     if screenshot is None and not has_display():
         raise LivePSSRError(
             "no display to show the viewer on",
@@ -33,3 +35,23 @@ def command(
     run_review_viewer(store, frame=frame, screenshot=screenshot, mode=mode)
     if screenshot is not None:
         typer.echo(f"screenshot written: {screenshot}")
+
+
+def check_screenshot_path(path: Path) -> None:
+    """``--screenshot``: a file name (not a folder) in a folder that exists or can be made, writable."""
+    import os
+
+    from ..errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"--screenshot {path} is a folder, not a file",
+                          f"pass a PNG file name, e.g. --screenshot {path / 'view.png'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--screenshot {path}: {parent} is a file, not a folder",
+                                  "choose a path inside a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"--screenshot {path}: the folder {parent} is not writable",
+                                  "choose a writable folder")
+            return
