@@ -211,6 +211,8 @@ def test_evaluate_bad_values(capsys, monkeypatch, tmp_path, tiny_model_path, hq_
     for bad in ("0", "-1"):
         code, text = run_cli(capsys, monkeypatch, *base, "--max-images", bad)
         assert_usage_error(code, text, "--max-images", "greater than or equal to 1")
+    code, text = run_cli(capsys, monkeypatch, *base, "--seed", "-1")
+    assert_usage_error(code, text, "--seed", "greater than or equal to 0")
     code, text = run_cli(capsys, monkeypatch, "evaluate", "--model", tiny_model_path, "--data",
                          "sim-timelapse", "--size", "0")
     assert_usage_error(code, text, "--size", "greater than or equal to 16")
@@ -267,7 +269,8 @@ def test_calibrate_bad_values(capsys, monkeypatch, tmp_path):
     for option, value, rng_text in (("--read-noise", "-1", "greater than or equal to 0"),
                                     ("--offset", "-100", "greater than or equal to 0"),
                                     ("--bit-depth", "0", "greater than or equal to 1"),
-                                    ("--bit-depth", "40", "less than or equal to 32")):
+                                    ("--bit-depth", "40", "less than or equal to 32"),
+                                    ("--seed", "-1", "greater than or equal to 0")):
         code, text = run_cli(capsys, monkeypatch, "calibrate", stack, *out, option, value)
         assert_usage_error(code, text, option, rng_text)
     assert not (tmp_path / "cal.yaml").exists() and not (tmp_path / "folder.png").exists()

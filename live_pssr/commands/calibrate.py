@@ -30,7 +30,7 @@ def command(
         min=1, max=32, help="Camera bit depth (default: from the data).")] = None,
     scale: Annotated[int, typer.Option(help="Super-resolution factor written to the config.")] = 4,
     psf_sigma_px: Annotated[float, typer.Option(help="Extra PSF blur (high-res px) for the config.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the validation synthesis.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the validation synthesis.")] = 0,
 ) -> None:
     """Fit gain, offset and read noise from real frames; write a camera crappifier config and a plot."""
     from rich.console import Console

@@ -47,7 +47,7 @@ def command(
     crappifier: Annotated[str | None, typer.Option(
         help="For PATH data: a crappifier config file, '{kind: ..., ...}', or a kind name.")] = None,
     engine: Annotated[str, typer.Option(help="Inference engine (torch, onnxruntime, ...).")] = "torch",
-    seed: Annotated[int, typer.Option(help="Seed of crappification / simulation.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of crappification / simulation.")] = 0,
     frames: Annotated[int, typer.Option(help="sim-timelapse: number of frames.")] = 16,
     size: Annotated[int, typer.Option(min=16, help="sim-timelapse: camera frame size (px).")] = 128,
     max_images: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
