@@ -13,7 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "LiveSession": "live_pssr.session",
+    "LiveSession": "live_pssr.live.session",
     "LivePipeline": "live_pssr.pipeline",
     "Enhancer": "live_pssr.enhancer",
     "load_model": "live_pssr.modelio",

@@ -4,7 +4,13 @@
 computes the input's percentile range, normalises, pushes the frame into a ring buffer of the
 model's ``in_frames`` (a multi-frame model gets a prediction for every frame: until the window is
 full, the earliest frame is repeated), runs the engine and maps the output back to the input's
-intensity units and dtype (or float32).
+intensity units and dtype (or float32). An output holding NaN or Inf raises
+:class:`~live_pssr.errors.EnhancementError` (the live pipeline marks that frame 'failed' with the
+reason; nothing is stored as if it were enhanced).
+
+:func:`build_enhancer` is the one factory: a model (name, path or loaded) and an engine name,
+chosen and gated by :func:`~live_pssr.engines.select_engine` for the frame size, whatever the
+caller (CLI, LiveSession, benchmarks): ``engine="torch"`` means the same everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections import deque
 import numpy as np
 
 from .engines import Engine, make_engine
+from .errors import EnhancementError
 from .modelio import LoadedModel, load_model
 from .normalize import denormalize, normalize, percentile_range
 
@@ -60,6 +67,11 @@ class Enhancer:
     def _run(self, window: list[np.ndarray], lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
         self.prepare(window[-1].shape)
         y = self.engine.run(np.stack(window)[None])[0, 0]
+        if not np.isfinite(y).all():
+            bad = int(np.size(y) - np.isfinite(y).sum())
+            raise EnhancementError(
+                f"the model's output holds {bad} NaN/Inf value(s) ({self.engine_name})",
+                "the frame is kept raw-only; if it repeats, try --engine torch or another model")
         return denormalize(y, lo, hi, self.out_dtype or dtype)
 
     def enhance(self, image: np.ndarray) -> np.ndarray:
@@ -87,3 +99,19 @@ class Enhancer:
         normed = [self._normalized(f) for f in frames]
         _, lo, hi = normed[ref if ref < 0 else ref + pad]
         return self._run([n[0] for n in normed], lo, hi, frames[ref if ref < 0 else ref + pad].dtype)
+
+
+def build_enhancer(model: LoadedModel | str, frame_shape: tuple[int, int], engine: str = "auto",
+                   prepare: bool = False) -> Enhancer:
+    """Load ``model`` (name, path or LoadedModel) and choose its engine for ``frame_shape``.
+
+    Every engine name goes through :func:`~live_pssr.engines.select_engine` (device choice and
+    correctness gate). ``prepare``: also compile / warm it up for ``frame_shape`` now.
+    """
+    from .engines import select_engine
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    enhancer = Enhancer(loaded, select_engine(loaded, frame_shape, name=engine))
+    if prepare:
+        enhancer.prepare(frame_shape)
+    return enhancer

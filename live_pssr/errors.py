@@ -50,3 +50,23 @@ class EngineUnavailableError(LivePSSRError, RuntimeError):
 
 class ConfigError(LivePSSRError, ValueError):
     """A configuration file or value does not validate."""
+
+
+class DiskFullError(StoreWriteError):
+    """The store's disk is full: the run stops taking frames; queued frames go into the reserve."""
+
+
+class EnhancementError(LivePSSRError, ValueError):
+    """The model produced an unusable output for a frame (NaN/Inf): the frame is marked failed."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP): handled like Ctrl-C, exit 128 + signal."""
+
+    def __init__(self, signum: int = 2) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

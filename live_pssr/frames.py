@@ -3,7 +3,8 @@
 Frames are what sources produce and what the pipeline consumes. :func:`check_frame` is the one
 place where an incoming image is validated (dtype, dimensionality, size against the run's first
 frame), so every entry point (simulated source, replay, pycromanager hook, pymmcore-plus) gives
-the same clear error.
+the same clear error. Big-endian camera data (``>u2``) is accepted: :func:`native_copy` (the one
+copy every entry point makes) turns it into native byte order on the way in.
 """
 
 from __future__ import annotations
@@ -65,13 +66,14 @@ def check_frame(
             f"frame has {image.ndim} dimensions {image.shape}; live-pssr takes 2-D camera images",
             "acquire one channel/plane per frame (multi-channel cameras: split channels first)",
         )
-    if image.dtype not in SUPPORTED_DTYPES:
+    if image.dtype.kind != "u" or image.dtype.newbyteorder("=") not in SUPPORTED_DTYPES:
         raise FrameFormatError(
             f"frame dtype {image.dtype} is not supported (only uint8 and uint16 camera data)",
             "set the camera to 8- or 16-bit output, or convert with "
             "np.clip(img, 0, 65535).astype(np.uint16) before handing frames to live-pssr",
         )
-    if expected_dtype is not None and image.dtype != expected_dtype:
+    native = image.dtype.newbyteorder("=")
+    if expected_dtype is not None and native != np.dtype(expected_dtype).newbyteorder("="):
         raise FrameFormatError(
             f"frame dtype changed mid-run: {image.dtype}, the run started with {expected_dtype}",
             "keep the camera's bit depth fixed during a run; start a new run after changing it",
@@ -82,3 +84,9 @@ def check_frame(
             f"{tuple(expected_shape)} (ROI or binning changed?)",
             "keep ROI and binning fixed during a run; start a new run (new store) after changing them",
         )
+
+
+def native_copy(image: np.ndarray) -> np.ndarray:
+    """A contiguous copy of ``image`` in native byte order (the frame a pipeline may own)."""
+    dtype = image.dtype.newbyteorder("=")
+    return np.array(image, dtype=dtype, order="C", copy=True)

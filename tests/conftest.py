@@ -47,3 +47,13 @@ def camera_frames(n: int, shape: tuple[int, int] = (48, 64), seed: int = 0) -> l
     rng = np.random.default_rng(seed)
     base = rng.uniform(50, 400, shape)
     return [(100 + rng.poisson(base)).astype(np.uint16) for _ in range(n)]
+
+
+def wait_for(cond, timeout: float = 30.0) -> None:
+    """Poll ``cond()`` until it holds (a bounded wait for another thread; fails when it never does)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert cond()

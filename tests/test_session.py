@@ -11,10 +11,12 @@ import pytest
 import useq
 
 from live_pssr import LiveSession
-from live_pssr.errors import ConfigError, ModelFileError, StoreExistsError
-from live_pssr.mm.frame_info import from_mda, from_pycromanager, stream_name
-from live_pssr.mm.series import open_series, read_frame_axes
+from live_pssr.errors import ConfigError, ModelFileError, StoreExistsError, StoreWriteError
+from live_pssr.live.frame_info import from_mda, from_pycromanager, stream_name
 from live_pssr.store import open_store
+from live_pssr.store.series import open_series, read_frame_axes
+
+from .conftest import wait_for
 
 
 def pm_metadata(t: int, **axes) -> dict:
@@ -47,13 +49,17 @@ def test_construction_errors_name_the_problem(tmp_path, tiny_model):
 def test_hook_passes_bad_frames_on_untouched_and_never_raises(tmp_path, tiny_model):
     session = LiveSession(model=tiny_model, store=tmp_path / "run.zarr", engine="torch", own_storage=True)
     good = frame(0)
-    assert session.pycromanager_hook(good, pm_metadata(0)) is None  # stored: live-pssr owns it
+    first = pm_metadata(0)
+    # the first frame arrives while its store is being created: not durable yet, so Micro-Manager keeps it
+    assert session.pycromanager_hook(good, first)[1] is first
+    wait_for(lambda: all(s.ready for s in session.router.streams.values()))
+    assert session.pycromanager_hook(good, pm_metadata(0)) is None  # durable: live-pssr owns it
     for bad in (good.astype(np.float32), np.stack([good, good]), [[1, 2], [3, 4]], frame(1, (16, 32))):
         md = pm_metadata(1)
         out = session.pycromanager_hook(bad, md)
         assert out[0] is bad and out[1] is md  # same dtype back (pycromanager's Java backend rule)
     summary = session.close()
-    assert summary.frames_received == 5 and summary.rejected == 4 and summary.raw_written == 1
+    assert summary.frames_received == 6 and summary.rejected == 4 and summary.raw_written == 2
     assert any("dtype" in r for r in summary.rejected_reasons)
     assert any("size changed" in r for r in summary.rejected_reasons)
     # after close: passed on, counted, nothing raised; close is idempotent
@@ -167,13 +173,18 @@ def test_frame_info_from_pymmcore_plus_metadata():
 def test_a_store_that_cannot_be_created_is_reported_and_frames_pass_on(tmp_path, layout):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    session = LiveSession(store=blocker / "run.zarr", enhance=False, layout=layout)
+    with pytest.raises(StoreWriteError, match="a file is in the way"):  # claimed at start: before frames
+        LiveSession(store=blocker / "run.zarr", enhance=False, layout=layout)
+    assert blocker.read_text() == "not a folder"
+    # a store that fails after the claim (its disk reserve cannot be allocated): frames pass on, counted
+    session = LiveSession(store=tmp_path / "run.zarr", enhance=False, layout=layout, reserve_bytes=1 << 50)
+    blocker = tmp_path / "run.zarr"
     for t in range(5):
         md = pm_metadata(t)
         out = session.pycromanager_hook(frame(t), md)
         assert out is not None and out[1] is md
     session.streams  # noqa: B018 - reading it must not fail either
     summary = session.close()
-    assert summary.raw_written == 0 and summary.frames_received == 5
+    assert summary.raw_written == 0 and summary.frames_received == 5 and summary.rejected == 5
     assert any(str(blocker) in e for e in summary.errors)
     assert session.failed

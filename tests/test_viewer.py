@@ -17,8 +17,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from live_pssr.cli import app  # noqa: E402
 from live_pssr.enhancer import Enhancer  # noqa: E402
+from live_pssr.live.runners import SourceRunner  # noqa: E402
 from live_pssr.pipeline import LivePipeline, StoreSpec  # noqa: E402
-from live_pssr.runner import SourceRunner  # noqa: E402
 from live_pssr.sim import MicroscopeConfig, SimulatedMicroscope  # noqa: E402
 from live_pssr.sources import SimulatedSource  # noqa: E402
 from live_pssr.store import STATUS, open_store  # noqa: E402

@@ -4,7 +4,7 @@ The core is a real system (``--mm-config FILE``: pymmcore-plus loads the hardwar
 or a real MMCore with live-pssr's simulated microscope as a Python camera (``--simulate``). The
 time-lapse is a pymmcore-plus MDA (``--frames`` time points, ``--interval`` seconds apart; 0 runs
 the camera's hardware sequence at its own rate) on a background thread
-(:class:`~live_pssr.mm.mda_runner.MDARunner`); a :class:`~live_pssr.session.LiveSession`
+(:class:`~live_pssr.live.runners.MDARunner`); a :class:`~live_pssr.live.session.LiveSession`
 connected to the core stores and enhances every frame; the main thread shows the viewer or a
 progress line, then the summary.
 """
@@ -19,14 +19,16 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ConfigError, StoreWriteError
+from ..pipeline import Policy
 from ._common import (
     EngineOpt,
+    FsyncOpt,
     HeadlessOpt,
     ModelOpt,
     OverwriteOpt,
     PolicyOpt,
     ScreenshotOpt,
-    drive_run,
+    exit_with,
 )
 
 
@@ -92,23 +94,25 @@ def command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output OME-Zarr store.")] = Path(
         "runs/acquire.ome.zarr"),
     headless: HeadlessOpt = False,
-    policy: PolicyOpt = "preview",
+    policy: PolicyOpt = Policy.PREVIEW,
     model: ModelOpt = "mito-sr4-fast",
     overwrite: OverwriteOpt = False,
     engine: EngineOpt = "auto",
     screenshot: ScreenshotOpt = None,
-    size: Annotated[int, typer.Option(help="--simulate: sensor size (square, pixels).")] = 256,
+    size: Annotated[int, typer.Option(min=8, help="--simulate: sensor size (square, pixels).")] = 256,
     laser_power: Annotated[float, typer.Option(
-        help="--simulate: relative laser power at 50 ms (1 = high laser).")] = 0.05,
-    seed: Annotated[int, typer.Option(help="--simulate: scene and noise seed.")] = 0,
+        min=1e-4, help="--simulate: relative laser power at 50 ms (1 = high laser).")] = 0.05,
+    seed: Annotated[int, typer.Option(min=0, help="--simulate: scene and noise seed.")] = 0,
+    fsync: FsyncOpt = "off",
 ) -> None:
     """Acquire a time-lapse through Micro-Manager with live enhancement (real system or simulated)."""
     import useq
     from rich.console import Console
 
-    from ..mm.mda_runner import MDARunner
+    from ..live.driver import drive_run
+    from ..live.runners import MDARunner
+    from ..live.session import LiveSession
     from ..modelio import load_model
-    from ..session import LiveSession
 
     if simulate == (mm_config is not None):
         raise ConfigError("choose the microscope: --simulate or --mm-config FILE (exactly one)",
@@ -135,20 +139,26 @@ def command(
     exposure_ms = float(core.getExposure())
     session = LiveSession(
         model=loaded, store=out, policy=policy, engine=engine, overwrite=overwrite,
-        frame_interval_s=interval or exposure_ms / 1e3,
+        frame_interval_s=interval or exposure_ms / 1e3, fsync=fsync,
         run_metadata={"command": {"name": "acquire", "frames": frames, "interval_s": interval, **system}},
     )
-    with console.status(f"preparing the model for {shape[1]} x {shape[0]} frames (engine {engine})"):
-        session.prepare(shape)
+    try:
+        with console.status(f"preparing the model for {shape[1]} x {shape[0]} frames (engine {engine})"):
+            session.prepare(shape)
+    except BaseException:
+        session.stop()  # releases (and removes, still empty) the claimed store path
+        raise
     session.connect(core, warm_up=False)
     console.print(f"camera {core.getCameraDevice()} {shape[1]} x {shape[0]} px, exposure {exposure_ms:g} ms, "
                   f"{frames} frames every {interval:g} s | model {loaded.model_id} (x{loaded.spec.upscale}), "
                   f"engine {session.enhancer.engine_name}, policy {policy}")
     sequence = useq.MDASequence(time_plan={"interval": interval, "loops": frames})
     runner = MDARunner(core, sequence, stats_source=session).start()
-    summary = drive_run(session, runner, headless=headless, screenshot=screenshot, console=console)
+    outcome = drive_run(session, runner, headless=headless, screenshot=screenshot, console=console)
     if runner.error is not None:
         raise runner.error
     if session.failed:
+        summary = outcome.summary
         raise StoreWriteError(summary.errors[0] if summary.errors else "the run store failed",
                               "free disk space or choose another --out; frames committed before are kept")
+    exit_with(outcome.exit_code)

@@ -8,14 +8,16 @@ from typing import Annotated
 
 import typer
 
+from ..pipeline import Policy
 from ._common import (
     EngineOpt,
+    FsyncOpt,
     HeadlessOpt,
     ModelOpt,
     OverwriteOpt,
     PolicyOpt,
     ScreenshotOpt,
-    run_live,
+    exit_with,
 )
 
 
@@ -24,20 +26,25 @@ def command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output OME-Zarr store.")] = Path(
         "runs/demo.ome.zarr"),
     headless: HeadlessOpt = False,
-    policy: PolicyOpt = "preview",
+    policy: PolicyOpt = Policy.PREVIEW,
     model: ModelOpt = "mito-sr4-fast",
     overwrite: OverwriteOpt = False,
     engine: EngineOpt = "auto",
-    size: Annotated[int, typer.Option(help="Camera frame size (square, pixels).")] = 256,
-    fps: Annotated[float, typer.Option(help="Simulated camera frame rate.")] = 20.0,
-    laser_power: Annotated[float, typer.Option(help="Relative laser power (1 = high laser).")] = 0.05,
-    seed: Annotated[int, typer.Option(help="Scene and noise seed.")] = 0,
+    size: Annotated[int, typer.Option(min=8, help="Camera frame size (square, pixels).")] = 256,
+    fps: Annotated[float, typer.Option(min=0.01, help="Camera frame rate (simulated, or replay pace).")
+                   ] = 20.0,
+    laser_power: Annotated[float, typer.Option(
+        min=1e-4, help="Relative laser power (1 = high laser).")] = 0.05,
+    seed: Annotated[int, typer.Option(min=0, help="Scene and noise seed.")] = 0,
     screenshot: ScreenshotOpt = None,
     replay: Annotated[Path | None, typer.Option(
         "--replay", help="Replay a recorded timelapse (tif stack or zarr) instead of simulating.")] = None,
-    channel: Annotated[int | None, typer.Option(help="Channel to replay from multi-channel data.")] = None,
+    channel: Annotated[int | None, typer.Option(min=0, help="Channel to replay from multi-channel data.")
+                       ] = None,
+    fsync: FsyncOpt = "off",
 ) -> None:
     """Run the live pipeline on the simulated microscope (low-laser mitochondria), or replay a recording."""
+    from ..live.driver import run_live
     from ..modelio import load_model
     from ..sim import MicroscopeConfig
     from ..sources import ReplaySource, SimulatedSource
@@ -52,7 +59,9 @@ def command(
                                   laser_power=laser_power, seed=seed)
         source = SimulatedSource(config)
         acquisition = {"source": "simulated", "microscope": asdict(config)}
-    run_live(
+    outcome = run_live(
         source=source, model=loaded, engine=engine, out=out, overwrite=overwrite, policy=policy,
         frames=frames, headless=headless, screenshot=screenshot, acquisition=acquisition,
+        inputs=(replay,) if replay is not None else (), fsync=fsync,
     )
+    exit_with(outcome.exit_code)

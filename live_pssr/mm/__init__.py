@@ -8,10 +8,9 @@ Modules (imported lazily: ``import live_pssr.mm`` does not load pymmcore-plus):
   :func:`core_metadata`.
 * :mod:`~live_pssr.mm.pycromanager_bridge` -- pycromanager's Python backend on a ``UniMMCore``
   (:class:`SnakeUniMMCore`, :func:`pycromanager_backend`), version-pinned.
-* :mod:`~live_pssr.mm.mda_runner` -- :class:`MDARunner`: ``core.mda.run`` on a thread, driven
-  like the demo's source runner (viewer buttons, Ctrl-C).
-* :mod:`~live_pssr.mm.frame_info`, :mod:`~live_pssr.mm.series`,
-  :mod:`~live_pssr.mm.shared_enhancer` -- the parts of :class:`~live_pssr.session.LiveSession`.
+
+The live session that takes these cores' frames, and the MDA runner, are in :mod:`live_pssr.live`;
+the series layout of its stores in :mod:`live_pssr.store.series`.
 """
 
 from __future__ import annotations
@@ -29,9 +28,6 @@ _LAZY = {
     "core_metadata": "core",
     "SnakeUniMMCore": "pycromanager_bridge",
     "pycromanager_backend": "pycromanager_bridge",
-    "MDARunner": "mda_runner",
-    "open_series": "series",
-    "read_frame_axes": "series",
 }
 
 

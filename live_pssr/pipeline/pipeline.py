@@ -2,7 +2,7 @@
 
 ::
 
-    submit(frame)  (acquisition thread: validate, copy-free enqueue, never waits on the model)
+    submit(frame)  (acquisition thread: check, enqueue; never opens a file, never waits on the model)
         |--> raw queue (lossless, memory-bounded) --> [raw writer thread] --> store 0/0 + records
         |--> enhancement: preview  -> one slot (newest frame; the one it replaces is 'skipped')
         |                 complete -> bounded queue; when full the frame is 'deferred' (its raw
@@ -10,17 +10,35 @@
         |                     --> [enhancer thread] --> store 1/0 + records + display slot
         '--> display slot (newest raw)                      GUI timer reads latest()
 
-The acquisition thread only does a size/dtype check, a few appends and a notify. The raw queue
-never drops a frame: if the disk is slower than the camera for long enough to fill
-``max_raw_queue_bytes``, ``submit`` waits (back-pressure) rather than lose data, and says so in
-the log. The enhancer prefers live frames; deferred frames are worked off whenever the live
-queue is empty and, at :meth:`LivePipeline.stop`, until none is left (memory stays bounded: the
-backlog is a list of indices, the pixels are read back from disk).
+State (:class:`RunState`, one writer at a time)::
 
-Failures: an enhancer exception marks that frame 'failed' and the run goes on (10 in a row
-disable enhancement; raw frames keep being saved). A store write error (disk full, read-only)
-stops the run: ``submit`` raises :class:`~live_pssr.errors.StoreWriteError`, everything
-committed before stays readable, and :meth:`stop` closes the store as far as the disk allows.
+    IDLE --start()--> RUNNING --stop()--> FINISHING --> STOPPED
+                         |  store failure (disk full after the reserve, read-only, any writer error)
+                         '--> FAILED: new frames refused; queued frames written if the disk allows
+
+Acquisition thread: :meth:`LivePipeline.submit` only checks the frame, appends to the queues and
+notifies; the store is created by :meth:`LivePipeline.start` (given the frame size) or by the raw
+writer thread at the first frame, never on the caller's thread. The path is claimed when the
+pipeline is made (:mod:`live_pssr.store.claim`), so a second writer is refused at once.
+
+The raw queue never drops a frame: if the disk is slower than the camera for long enough to fill
+``max_raw_queue_bytes``, ``submit`` waits (back-pressure, never with an empty queue) rather than
+lose data, and says so in the log. ``submit`` returns whether the frame is *durable*: queued to a
+store that exists, within the store's reserve (:mod:`live_pssr.store.writer`), so that even a full
+disk cannot lose it. Only durable frames may be acknowledged to Micro-Manager as stored.
+
+Enhancement: each job carries its own window of frames (multi-frame models), taken from memory
+when the frame arrives, so a slow disk never makes a window read frames not yet written. The
+enhancer prefers live frames; deferred frames are worked off whenever the live queue is empty
+and, at :meth:`LivePipeline.stop`, until none is left (the backlog is a list of indices, pixels
+are read back from disk).
+
+Failures: an enhancer exception (or a NaN/Inf output) marks that frame 'failed' with the reason
+and the run goes on (10 in a row disable enhancement; raw frames keep being saved). A store
+failure refuses later frames (``submit`` raises a new :class:`~live_pssr.errors.StoreWriteError`
+each time: a flag, checked before anything is copied), everything committed stays readable,
+and the summary lists the frames that were taken but are not in the store (``not_stored``).
+Any exception in a pipeline thread ends in that state or in the summary, never in silence.
 """
 
 from __future__ import annotations
@@ -38,17 +56,21 @@ from typing import Any
 
 import numpy as np
 
-from ..enhancer import Enhancer
-from ..errors import LivePSSRError, StoreExistsError, StoreWriteError
+from ..errors import DiskFullError, LivePSSRError, StoreWriteError
 from ..frames import Frame, check_frame
 from ..modelio import check_input_channels
 from ..store import FrameStatus, RunStore
+from ..store.chunks import check_codec
+from ..store.claim import OutputClaim, claim_dir
+from ..store.writer import blocks
 from .display import DisplayFrame, DisplaySlot
-from .stats import PipelineStats, RollingWindow, Summary
+from .stats import ErrorLog, PipelineStats, RollingWindow, Summary
 
 log = logging.getLogger("live_pssr.pipeline")
 
 MAX_CONSECUTIVE_FAILURES = 10
+#: latencies kept for the summary's percentiles (the most recent ones)
+LATENCY_KEEP = 100_000
 
 
 class Policy(enum.StrEnum):
@@ -58,9 +80,24 @@ class Policy(enum.StrEnum):
     COMPLETE = "complete"  #: enhance every frame; a backlog is worked off from disk
 
 
+class RunState(enum.StrEnum):
+    """Where a pipeline is (see the state diagram in the module docstring)."""
+
+    IDLE = "idle"
+    WAITING = "waiting"  #: a session before its first frame
+    RUNNING = "running"
+    FINISHING = "finishing"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
 @dataclass
 class StoreSpec:
-    """Where and how to create the run store (created at the first frame, when the size is known)."""
+    """Where and how to create the run store.
+
+    ``inputs``: paths this run reads (a replayed recording): never replaced. ``claim``: the path
+    already claimed by the caller. ``reserve_bytes`` and ``fsync``: see :mod:`live_pssr.store.writer`.
+    """
 
     path: str | Path
     overwrite: bool = False
@@ -68,6 +105,19 @@ class StoreSpec:
     frame_interval_s: float = 0.0
     run_metadata: dict[str, Any] = field(default_factory=dict)
     codec: str = "lz4"
+    inputs: tuple[Path, ...] = ()
+    claim: OutputClaim | None = None
+    reserve_bytes: int | None = None
+    fsync: str | float = "off"
+
+
+@dataclass
+class _Job:
+    """One live enhancement: the frame and the window of frames it needs (oldest first)."""
+
+    frame: Frame
+    window: tuple[np.ndarray, ...]
+    received_s: float
 
 
 class LivePipeline:
@@ -75,7 +125,7 @@ class LivePipeline:
 
     def __init__(
         self,
-        enhancer: Enhancer | None,
+        enhancer: Any,
         store: StoreSpec,
         policy: Policy | str = Policy.PREVIEW,
         enhance_queue_size: int = 4,
@@ -84,58 +134,69 @@ class LivePipeline:
         self.enhancer = enhancer
         self.spec = store
         self.policy = Policy(policy)
-        path = Path(store.path)
-        if path.exists() and not store.overwrite:
-            raise StoreExistsError(
-                f"output {path} already exists",
-                "choose another --out path, or pass --overwrite to replace it",
-            )
+        check_codec(store.codec)
+        self._claim = store.claim or claim_dir(Path(store.path), overwrite=store.overwrite,
+                                               inputs=tuple(store.inputs))
         self.store: RunStore | None = None
         self.display = DisplaySlot()
         self.max_raw_queue_bytes = max_raw_queue_bytes
+        self._t0 = time.perf_counter()  # the records' clock (the store takes it over)
+        self._store_ready = threading.Event()  # set when the store exists, or could not be made
         # raw path
         self._raw_q: deque[tuple[Frame, float]] = deque()
-        self._raw_bytes = 0
+        self._raw_bytes = 0  # bytes of the frames queued
+        self._raw_blocks = 0  # their size on disk, counted against the store's reserve
         self._raw_cv = threading.Condition()
         # enhancement path
-        self._enh_q: queue.Queue[Frame] = queue.Queue(maxsize=max(1, enhance_queue_size))
-        self._slot: Frame | None = None
+        self._enh_q: queue.Queue[_Job] = queue.Queue(maxsize=max(1, enhance_queue_size))
+        self._slot: _Job | None = None
         self._slot_cv = threading.Condition()
         self._deferred: deque[int] = deque()
-        self._recent: dict[int, np.ndarray] = {}
-        self._received: dict[int, float] = {}
+        self._window: deque[np.ndarray] = deque(maxlen=self.window)
         # state
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
         self._n_submitted = 0
         self._accepting = True
         self._acq_done = threading.Event()
-        self._abandon_backlog = threading.Event()
-        self._state = "idle"
-        self._error: LivePSSRError | None = None
-        self._errors: list[str] = []
+        self._raw_done = threading.Event()
+        self._abandon = threading.Event()
+        self._state = RunState.IDLE
+        self._error: LivePSSRError | None = None  # the store failure that stopped the run
+        self._refusal: tuple[str, str] | None = None  # (message, hint) for refused frames
+        self._hard_failure = False  # the raw writer cannot go on (not just a full disk)
+        self._errors = ErrorLog()
         self._consecutive_failures = 0
-        self._enhancement_disabled = False
+        self._enhancement_disabled: str | None = None
         self._counts = {s: 0 for s in FrameStatus}
         self._count_lock = threading.Lock()
         self._cam_rate = RollingWindow(5.0)
         self._enh_rate = RollingWindow(5.0)
         self._latency = RollingWindow(5.0)
-        self._all_latency: list[float] = []
+        self._all_latency: deque[float] = deque(maxlen=LATENCY_KEEP)
         self._t_first: float | None = None
         self._t_last: float | None = None
         self._enh_first: float | None = None
         self._enh_last: float | None = None
         self._threads: list[threading.Thread] = []
+        self._status_lock = threading.Lock()
+        self._early_status: list[tuple[int, FrameStatus]] = []
         self._summary: Summary | None = None
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> LivePipeline:
-        """Start the writer and enhancer threads (idempotent)."""
+    def start(self, frame_shape: tuple[int, int] | None = None, dtype: Any = None,
+              metadata: dict[str, Any] | None = None) -> LivePipeline:
+        """Start the writer and enhancer threads (idempotent).
+
+        With ``frame_shape`` and ``dtype`` the store is created now, on the calling thread, and
+        its errors are raised here; otherwise the raw writer creates it at the first frame.
+        """
         if self._threads:
             return self
-        self._state = "running"
+        if frame_shape is not None and dtype is not None and self.store is None:
+            self.open_store(tuple(frame_shape), np.dtype(dtype), metadata)
+        self._state = RunState.RUNNING
         self._threads = [threading.Thread(target=self._raw_loop, name="live-pssr-raw", daemon=True)]
         if self.enhancer is not None:
             self._threads.append(
@@ -158,16 +219,36 @@ class LivePipeline:
     def failed(self) -> bool:
         return self._error is not None
 
+    @property
+    def error(self) -> LivePSSRError | None:
+        """The store failure that stopped the run (None while it is fine)."""
+        return self._error
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    @property
+    def refusal(self) -> tuple[str, str] | None:
+        """(message, hint) once the run refuses frames because its store failed; else None."""
+        return self._refusal
+
+    @property
+    def accepting(self) -> bool:
+        """False once the run refuses frames (stopped, or the store failed)."""
+        return self._accepting and self._refusal is None
+
     # ----------------------------------------------------------------- acquisition side
-    def submit(self, frame: Frame) -> None:
+    def submit(self, frame: Frame) -> bool:
         """Hand one frame to the pipeline (called on the acquisition thread).
 
         ``frame.index`` must be the next index (0, 1, 2, ...); ``frame.image`` must not be
         modified afterwards (pass a copy of a camera buffer). Raises on a frame that cannot
         join the run (dtype/size change) or after a store failure; never waits on the model.
+        Returns True when the frame is durable (see the module docstring).
         """
-        if self._error is not None:
-            raise self._error
+        if self._refusal is not None:
+            raise StoreWriteError(*self._refusal)  # a new error each time: no growing traceback
         if not self._accepting:
             raise RuntimeError("pipeline is stopped; start a new one for a new run")
         if self.enhancer is not None and getattr(frame.image, "ndim", 2) == 3:
@@ -177,48 +258,54 @@ class LivePipeline:
         if frame.index != self._n_submitted:
             raise ValueError(f"frame index {frame.index} out of order (expected {self._n_submitted})")
         now = time.perf_counter()
-        if self.store is None:
-            self._open_store(frame)
-        received = self.store.now()
+        received = now - self._t0
         self._shape, self._dtype = frame.image.shape, frame.image.dtype
         self._n_submitted += 1
         self._t_first = self._t_first or now
         self._t_last = now
         self._cam_rate.add(t=now)
-        self._received[frame.index] = received
         # raw path (lossless)
         nbytes = frame.image.nbytes
         with self._raw_cv:
-            if self._raw_bytes + nbytes > self.max_raw_queue_bytes:
+            if self._raw_q and self._raw_bytes + nbytes > self.max_raw_queue_bytes:
                 log.warning("raw queue full (%d MB): the disk is slower than the camera; waiting",
                             self._raw_bytes >> 20)
-                while self._raw_bytes + nbytes > self.max_raw_queue_bytes and self._error is None:
+                # never wait with an empty queue: a frame larger than the bound still goes in
+                while self._raw_q and self._raw_bytes + nbytes > self.max_raw_queue_bytes \
+                        and self._error is None:
                     self._raw_cv.wait(0.1)
             self._raw_q.append((frame, received))
             self._raw_bytes += nbytes
+            self._raw_blocks += blocks(nbytes)
+            store = self.store
+            durable = (store is not None and self._error is None
+                       and self._raw_blocks <= store.ack_budget)
             self._raw_cv.notify_all()
         self.display.put_raw(frame.index, frame.image)
         if self.enhancer is None or self._enhancement_disabled:
-            return
-        # enhancement path
-        self._recent[frame.index] = frame.image
-        self._recent.pop(frame.index - self.window - 1, None)
+            return durable
+        # enhancement path: the job carries its window (from memory, never from the disk)
+        self._window.append(frame.image)
+        job = _Job(frame, tuple(self._window), received)
         if self.policy is Policy.PREVIEW:
             with self._slot_cv:
-                stale, self._slot = self._slot, frame
+                stale, self._slot = self._slot, job
                 self._slot_cv.notify()
             if stale is not None:
-                self._set_status(stale.index, FrameStatus.SKIPPED)
+                self._set_status(stale.frame.index, FrameStatus.SKIPPED)
         else:
             try:
-                self._enh_q.put_nowait(frame)
+                self._enh_q.put_nowait(job)
             except queue.Full:
                 with self._lock:
                     self._deferred.append(frame.index)
+        return durable
 
-    def _open_store(self, frame: Frame) -> None:
+    def open_store(self, shape: tuple[int, int], dtype: np.dtype,
+                   metadata: dict[str, Any] | None = None) -> RunStore:
+        """Create the run store in the claimed folder (not on the acquisition thread)."""
         spec = self.spec
-        md = frame.metadata or {}
+        md = metadata or {}
         px = spec.pixel_size_um or md.get("PixelSize_um") or md.get("pixel_size_um") or 1.0
         run = {
             "policy": self.policy.value,
@@ -227,80 +314,138 @@ class LivePipeline:
                else {"model": None, "engine": None}),
             **spec.run_metadata,
         }
-        self.store = RunStore.create(
-            spec.path, frame.image.shape, frame.image.dtype,
-            upscale=self.enhancer.upscale if self.enhancer is not None else 1,
-            pixel_size_um=float(px), frame_interval_s=spec.frame_interval_s, run_metadata=run,
-            overwrite=spec.overwrite, codec=spec.codec,
-        )
+        try:
+            store = RunStore.create(
+                spec.path, shape, dtype,
+                upscale=self.enhancer.upscale if self.enhancer is not None else 1,
+                pixel_size_um=float(px), frame_interval_s=spec.frame_interval_s, run_metadata=run,
+                codec=spec.codec, claim=self._claim, reserve_bytes=spec.reserve_bytes,
+                fsync=spec.fsync, t0=self._t0,
+            )
+            with self._status_lock:  # statuses set before the store existed (skipped frames)
+                for index, status in self._early_status:
+                    store.set_status(index, status)
+                self._early_status.clear()
+                self.store = store
+        finally:
+            self._store_ready.set()
+        return store
         # the engine is prepared (compiled, warmed up) on the enhancer thread, never here
 
     # ----------------------------------------------------------------- raw writer
     def _raw_loop(self) -> None:
+        try:
+            self._write_raw_frames()
+        except Exception as err:  # a bug, not a disk error: stop cleanly and say so
+            log.exception("the raw writer failed")
+            self._fail(StoreWriteError(f"the raw writer failed: {type(err).__name__}: {err}",
+                                       "this is a bug in live-pssr: please report it with the log; "
+                                       "frames committed before are in the store"))
+        finally:
+            self._raw_done.set()
+            self._store_ready.set()  # no store will come now: the enhancer must not wait for it
+            with self._raw_cv:
+                self._raw_cv.notify_all()
+
+    def _write_raw_frames(self) -> None:
         while True:
             with self._raw_cv:
                 while not self._raw_q and not self._acq_done.is_set():
                     self._raw_cv.wait(0.05)
                 if not self._raw_q:
                     return  # acquisition over and everything written
-                frame, received = self._raw_q.popleft()
+                frame, received = self._raw_q[0]
+            if self._hard_failure:
+                return  # the store failed: nothing more can be written
             try:
+                if self.store is None:
+                    self.open_store(frame.image.shape, frame.image.dtype, frame.metadata)
                 self.store.append_raw(frame, received_s=received)
             except StoreWriteError as err:
                 self._fail(err)
                 return
-            finally:
-                with self._raw_cv:
-                    self._raw_bytes -= frame.image.nbytes
-                    self._raw_cv.notify_all()
+            with self._raw_cv:
+                self._raw_q.popleft()
+                self._raw_bytes -= frame.image.nbytes
+                self._raw_blocks -= blocks(frame.image.nbytes)
+                self._raw_cv.notify_all()
+            if self.store.disk_full and self._refusal is None:
+                self._refuse(DiskFullError(
+                    f"the disk is full ({self.spec.path}): frames after {frame.index} were not taken "
+                    "(the queued ones were written into the reserved space)",
+                    "free space or write to another disk; every frame taken before is in the store"))
 
-    def _fail(self, err: LivePSSRError) -> None:
-        log.error("%s", err)
-        self._error = err
-        self._errors.append(str(err.message))
-        self._state = "failed"
-        self._accepting = False
-        self._acq_done.set()
+    def _refuse(self, err: LivePSSRError) -> None:
+        """Take no more frames (the store cannot hold them); frames queued are still written."""
+        with self._raw_cv:
+            if self._error is None:
+                self._error = err
+            self._errors.add(err.message)
+            log.error("%s", err.message)
+            self._refusal = (self._error.message, self._error.hint)
+            self._state = RunState.FAILED
+            self._accepting = False
+            self._acq_done.set()
+            self._raw_cv.notify_all()
         with self._slot_cv:
             self._slot_cv.notify_all()
 
+    def _fail(self, err: LivePSSRError) -> None:
+        """The store failed: refuse frames, and the raw writer stops (queued frames are not stored)."""
+        self._hard_failure = True
+        self._refuse(err)
+
     # ----------------------------------------------------------------- enhancer
-    def _next_job(self) -> tuple[Frame | None, int | None]:
-        """The next live frame, or a deferred index whose raw frame is on disk."""
+    def _next_job(self) -> tuple[_Job | None, int | None]:
+        """The next live job, or a deferred index whose raw frames are on disk."""
         if self.policy is Policy.PREVIEW:
             with self._slot_cv:
                 if self._slot is None and not self._acq_done.is_set():
                     self._slot_cv.wait(0.05)
-                frame, self._slot = self._slot, None
-            return frame, None
+                job, self._slot = self._slot, None
+            return job, None
         try:
             return self._enh_q.get(timeout=0.02 if self._deferred else 0.05), None
         except queue.Empty:
             pass
         with self._lock:
-            if self._deferred and self._deferred[0] < self.store.n_appended \
-                    and not self._abandon_backlog.is_set():
-                return None, self._deferred.popleft()
+            if self._deferred and not self._abandon.is_set() and self.store is not None:
+                if self._deferred[0] < self.store.n_appended:
+                    return None, self._deferred.popleft()
+                if self._raw_done.is_set():  # its raw frame will never be written: stays pending
+                    self._deferred.clear()
         return None, None
 
     def _enhance_loop(self) -> None:
+        try:
+            self._enhance_frames()
+        except Exception as err:  # a bug outside the per-frame work: enhancement stops, raw goes on
+            log.exception("the enhancer thread failed")
+            self._disable_enhancement(f"the enhancer thread failed: {type(err).__name__}: {err}")
+
+    def _enhance_frames(self) -> None:
+        self._store_ready.wait()
         while True:
-            frame, deferred = self._next_job()
-            if frame is None and deferred is None:
-                if self._error is not None:
+            job, deferred = self._next_job()
+            if job is None and deferred is None:
+                if self._refusal is not None or self.store is None:
                     return
                 if self._acq_done.is_set() and self._work_left() == 0:
                     return
                 continue
-            if self._enhancement_disabled or self._error is not None:
+            if self._enhancement_disabled or self._refusal is not None:
                 continue
-            index = frame.index if frame is not None else deferred
-            status = FrameStatus.LIVE if frame is not None else FrameStatus.AFTER
+            index = job.frame.index if job is not None else deferred
+            status = FrameStatus.LIVE if job is not None else FrameStatus.AFTER
             start = self.store.now()
             try:
-                window = self._window_for(index, frame)
+                window = list(job.window) if job is not None else self._window_from_disk(index)
                 out = self.enhancer.enhance_window(window)
-                self.store.write_enhanced(index, out, status, enhance_start_s=start)
+                received = job.received_s if job is not None else None
+                self.store.write_enhanced(index, out, status, enhance_start_s=start, received_s=received)
+            except DiskFullError:
+                self._disable_enhancement("enhancement stopped: the disk is full (raw frames come first)")
+                return
             except StoreWriteError as err:
                 self._fail(err)
                 return
@@ -312,8 +457,8 @@ class LivePipeline:
             self._enh_first = self._enh_first or now
             self._enh_last = now
             self._enh_rate.add(t=now)
-            latency = (self.store.now() - self._received.get(index, start)) * 1e3
-            if status is FrameStatus.LIVE:
+            if job is not None:
+                latency = (self.store.now() - job.received_s) * 1e3
                 self._latency.add(latency, t=now)
                 self._all_latency.append(latency)
             self._count(status)
@@ -322,34 +467,35 @@ class LivePipeline:
     def _work_left(self) -> int:
         if self.policy is Policy.PREVIEW:
             return 0 if self._slot is None else 1
-        backlog = 0 if self._abandon_backlog.is_set() else len(self._deferred)
+        backlog = 0 if self._abandon.is_set() else len(self._deferred)
         return self._enh_q.qsize() + backlog
 
-    def _window_for(self, index: int, frame: Frame | None) -> list[np.ndarray]:
-        frames = []
-        for i in range(max(0, index - self.window + 1), index + 1):
-            if frame is not None and i == index:
-                frames.append(frame.image)
-                continue
-            img = self._recent.get(i)
-            frames.append(img if img is not None else self.store.read_raw(i))
-        return frames
+    def _window_from_disk(self, index: int) -> list[np.ndarray]:
+        return [self.store.read_raw(i) for i in range(max(0, index - self.window + 1), index + 1)]
 
     def _enhance_failed(self, index: int, err: Exception) -> None:
-        msg = f"enhancement failed on frame {index}: {type(err).__name__}: {err}"
+        reason = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
         if self._consecutive_failures == 0:
-            log.error(msg)
-        self._errors.append(msg)
+            log.error("enhancement failed on frame %d: %s", index, reason)
+        self._errors.add(f"enhancement failed: {reason}", index)
         self._consecutive_failures += 1
         self._set_status(index, FrameStatus.FAILED)
         if self._consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-            self._enhancement_disabled = True
-            log.error("enhancement disabled after %d failures in a row; raw frames are still saved",
-                      self._consecutive_failures)
-            self._errors.append("enhancement disabled after repeated failures")
+            self._disable_enhancement(f"enhancement disabled after {self._consecutive_failures} failures "
+                                      "in a row; raw frames are still saved")
+
+    def _disable_enhancement(self, reason: str) -> None:
+        if self._enhancement_disabled is None:
+            self._enhancement_disabled = reason
+            self._errors.add(reason)
+            log.error("%s", reason)
 
     def _set_status(self, index: int, status: FrameStatus) -> None:
-        self.store.set_status(index, status)
+        with self._status_lock:
+            if self.store is not None:
+                self.store.set_status(index, status)
+            else:
+                self._early_status.append((index, status))
         self._count(status)
 
     def _count(self, status: FrameStatus) -> None:
@@ -389,6 +535,10 @@ class LivePipeline:
         )
 
     # ----------------------------------------------------------------- stopping
+    def abandon_backlog(self) -> None:
+        """Leave frames not yet enhanced as 'pending' (a second Ctrl-C); raw frames are all written."""
+        self._abandon.set()
+
     def stop(
         self,
         finish_backlog: bool = True,
@@ -402,9 +552,10 @@ class LivePipeline:
         if self._summary is not None:
             return self._summary
         self._accepting = False
-        self._state = "finishing"
+        if self._state is not RunState.FAILED:
+            self._state = RunState.FINISHING
         if not finish_backlog:
-            self._abandon_backlog.set()
+            self._abandon.set()
         self._acq_done.set()
         with self._raw_cv:
             self._raw_cv.notify_all()
@@ -419,41 +570,57 @@ class LivePipeline:
                     t.join(0.1)
         except KeyboardInterrupt:  # a second Ctrl-C: leave the backlog for later
             interrupted = True
-            self._abandon_backlog.set()
+            self._abandon.set()
             for t in self._threads:
                 t.join()
         if progress is not None and total:
             progress(total - len(self._deferred), total)
-        summary = self._make_summary(interrupted)
-        if self.store is not None:
-            try:
-                self.store.close(summary.to_dict())
-            except StoreWriteError as err:
-                log.error("could not finalise the store: %s", err)
-                if self._error is None:
-                    self._error = err
-                summary.errors.append(str(err.message))
-        self._state = "failed" if self._error else "stopped"
+        summary = self._close_store(interrupted)
+        self._state = RunState.FAILED if self._error else RunState.STOPPED
         self._summary = summary
         return summary
 
-    def _make_summary(self, interrupted: bool) -> Summary:
+    def _close_store(self, interrupted: bool) -> Summary:
+        """Commit, summarise what the store really holds, then close it (lock released)."""
+        store = self.store
+        if store is None:
+            self._claim.abandon()  # no frame ever reached the disk: leave no empty folder behind
+            return self._make_summary(interrupted, 0)
+        try:
+            store.commit()
+        except StoreWriteError as err:
+            self._errors.add(err.message)
+        summary = self._make_summary(interrupted, store.n_committed)
+        try:
+            store.close(summary.to_dict())
+        except StoreWriteError as err:
+            log.error("could not finalise the store: %s", err)
+            if self._error is None:
+                self._error = err
+            self._errors.add(err.message)
+            summary = self._make_summary(interrupted, store.n_committed)
+        return summary
+
+    def _make_summary(self, interrupted: bool, committed: int) -> Summary:
         c = self._counts
         n = self._n_submitted
-        written = self.store.n_appended if self.store else 0
         done = c[FrameStatus.LIVE] + c[FrameStatus.AFTER]
         acq_span = (self._t_last - self._t_first) if n > 1 else 0.0
         enh_span = (self._enh_last - self._enh_first) if done > 1 else 0.0
         lat = np.array(self._all_latency)
+        not_stored = list(range(committed, n))
+        if not_stored:
+            self._errors.add(f"{len(not_stored)} frame(s) taken but not stored: "
+                             f"{Summary.ranges(not_stored)}")
         return Summary(
             frames_acquired=n,
-            raw_written=written,
+            raw_written=committed,
             enhanced_live=c[FrameStatus.LIVE],
             enhanced_after=c[FrameStatus.AFTER],
             skipped=c[FrameStatus.SKIPPED],
             failed=c[FrameStatus.FAILED],
-            pending=(written - done - c[FrameStatus.SKIPPED] - c[FrameStatus.FAILED])
-            if self.enhancer is not None else written,
+            pending=(committed - done - c[FrameStatus.SKIPPED] - c[FrameStatus.FAILED])
+            if self.enhancer is not None else committed,
             duration_s=acq_span,
             acquisition_fps=(n - 1) / acq_span if acq_span > 0 else 0.0,
             enhance_fps=(done - 1) / enh_span if enh_span > 0 else 0.0,
@@ -463,6 +630,8 @@ class LivePipeline:
             engine=self.enhancer.engine_name if self.enhancer else "none",
             model=self.enhancer.model.model_id if self.enhancer else "none",
             store_path=str(self.spec.path),
-            errors=list(self._errors),
+            errors=self._errors.lines(),
             interrupted=interrupted,
+            not_stored=not_stored,
+            enhancement_disabled=self._enhancement_disabled,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,11 +45,48 @@ class RollingWindow:
         return [float(np.percentile(vals, q)) if vals.size else None for q in qs]
 
 
+class ErrorLog:
+    """Distinct error messages with how often each happened and the first frame (bounded)."""
+
+    MAX_DISTINCT = 50
+
+    def __init__(self) -> None:
+        self._items: dict[str, list[Any]] = {}  # message -> [count, first frame index or None]
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def add(self, message: str, index: int | None = None) -> None:
+        with self._lock:
+            item = self._items.get(message)
+            if item is not None:
+                item[0] += 1
+            elif len(self._items) < self.MAX_DISTINCT:
+                self._items[message] = [1, index]
+            else:
+                self._dropped += 1
+
+    def lines(self) -> list[str]:
+        """Each distinct error once: ``message (x N, first on frame I)``."""
+        with self._lock:
+            out = []
+            for msg, (n, first) in self._items.items():
+                extra = [f"x {n}"] if n > 1 else []
+                if first is not None:
+                    extra.append(f"{'first ' if n > 1 else ''}on frame {first}")
+                out.append(f"{msg} ({', '.join(extra)})" if extra else msg)
+            if self._dropped:
+                out.append(f"... and {self._dropped} more errors of other kinds (see the log)")
+            return out
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 @dataclass(frozen=True)
 class PipelineStats:
     """A snapshot for progress lines and the viewer's status bar."""
 
-    state: str
+    state: str  # a RunState (a str enum)
     frames_acquired: int
     raw_written: int
     enhanced_live: int
@@ -101,9 +138,26 @@ class Summary:
     store_path: str
     errors: list[str]
     interrupted: bool = False
+    #: indices of frames the pipeline took but the store does not hold (a store failure)
+    not_stored: list[int] = field(default_factory=list)
+    #: why enhancement stopped during the run (None: it ran to the end)
+    enhancement_disabled: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["not_stored"] = self.ranges(self.not_stored)
+        return d
+
+    @staticmethod
+    def ranges(indices: list[int]) -> str:
+        """``[3, 4, 5, 9]`` -> ``"3-5, 9"`` (compact, for logs and metadata)."""
+        parts: list[tuple[int, int]] = []
+        for i in indices:
+            if parts and parts[-1][1] == i - 1:
+                parts[-1] = (parts[-1][0], i)
+            else:
+                parts.append((i, i))
+        return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
 
     def text(self) -> str:
         lat = ("-" if self.latency_p50_ms is None
@@ -123,7 +177,10 @@ class Summary:
             ("model", self.model),
             ("store", self.store_path),
         ]
-        if self.errors:
-            rows.append(("errors", "; ".join(self.errors[:3])))
+        if self.not_stored:
+            rows.append(("NOT STORED", f"{len(self.not_stored)} frame(s): {self.ranges(self.not_stored)}"))
+        if self.enhancement_disabled:
+            rows.append(("enhancement", self.enhancement_disabled))
+        rows += [("error" if i == 0 else "", e) for i, e in enumerate(self.errors)]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

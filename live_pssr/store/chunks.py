@@ -27,23 +27,67 @@ from zarr.codecs import BloscCodec
 CODECS = ("lz4", "zstd", "none")
 
 
+def check_codec(name: str) -> None:
+    """Raise a clear ConfigError for a codec name the store does not know."""
+    if name not in CODECS:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown codec {name!r}", f"use one of {', '.join(CODECS)}")
+
+
 def _codec(name: str, itemsize: int) -> tuple[Any, Any]:
+    check_codec(name)
     if name == "none":
         return None, None
-    if name not in CODECS:
-        raise ValueError(f"unknown codec {name!r}; use one of {CODECS}")
     clevel = 1 if name == "zstd" else 5
     meta = BloscCodec(cname=name, clevel=clevel, shuffle="shuffle", typesize=itemsize)
     enc = numcodecs.Blosc(cname=name, clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE)
     return meta, enc
 
 
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a temporary file and an atomic rename."""
+def write_json_atomic(path: Path, doc: dict[str, Any], fsync: bool = False) -> None:
+    """Write JSON (UTF-8) to ``path`` via a temporary file and an atomic rename.
+
+    ``fsync``: the file's data reach the disk before the rename, and the rename before return.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, allow_nan=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, allow_nan=True)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a temporary file behind (a full disk needs the space)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the entries (new files, renames) of ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_paths(paths: list[Path]) -> None:
+    """fsync each file of ``paths`` (written since the last sync) and their folders."""
+    for folder in {p.parent for p in paths}:
+        for p in paths:
+            if p.parent == folder:
+                try:
+                    fd = os.open(p, os.O_RDONLY)
+                except FileNotFoundError:  # replaced by a newer version since (atomic rewrite)
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(folder)
 
 
 class ChunkFileArray:
@@ -77,6 +121,9 @@ class ChunkFileArray:
             overwrite=True,
         )
         self._meta_path = self.path / "zarr.json"
+        self.fsync = False  # True: remember written chunks for the next sync (see take_unsynced)
+        self._unsynced: list[Path] = []
+        self._unsynced_lock = threading.Lock()
         self._meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
         self.shape = tuple(shape)
 
@@ -101,11 +148,24 @@ class ChunkFileArray:
         blob = self.encode(chunk)
         path = self.chunk_path(coords)
         target = path.with_name(f".{path.name}.tmp") if atomic else path
-        with open(target, "wb") as f:
-            f.write(blob)
-        if atomic:
-            os.replace(target, path)
+        try:
+            with open(target, "wb") as f:
+                f.write(blob)
+            if atomic:
+                os.replace(target, path)
+        except BaseException:
+            target.unlink(missing_ok=True)  # no torn chunk left behind (it would read as corrupt)
+            raise
+        if self.fsync:
+            with self._unsynced_lock:
+                self._unsynced.append(path)
         return len(blob)
+
+    def take_unsynced(self) -> list[Path]:
+        """Chunk files written since the last call (with ``fsync`` on)."""
+        with self._unsynced_lock:
+            out, self._unsynced = self._unsynced, []
+        return out
 
     def read_chunk(self, coords: tuple[int, ...]) -> np.ndarray | None:
         """Decode the chunk at ``coords`` (None if it was never written)."""
@@ -122,5 +182,5 @@ class ChunkFileArray:
         if tuple(shape) == self.shape:
             return
         self._meta["shape"] = list(shape)
-        write_json_atomic(self._meta_path, self._meta)
+        write_json_atomic(self._meta_path, self._meta, fsync=self.fsync)
         self.shape = tuple(shape)

@@ -33,7 +33,7 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import StoreExistsError, StoreWriteError
+from ..errors import DiskFullError, StoreExistsError, StoreWriteError
 
 LOCK_NAME = ".live-pssr.lock"
 #: root attribute keys that mark a zarr group as written by live-pssr
@@ -45,9 +45,12 @@ TIF_MARKERS = ("live_pssr", "live-pssr")
 def os_error(err: OSError, path: Path, doing: str) -> StoreWriteError:
     """A clear :class:`StoreWriteError` for an ``OSError`` raised while ``doing`` something at ``path``."""
     if err.errno == errno.ENOSPC:
-        what, fix = "the disk is full", "free space or write to another disk"
-    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return DiskFullError(f"the disk is full while {doing} {path}", "free space or write to another disk")
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         what, fix = "the folder is not writable", "choose a writable folder"
+    elif err.errno in (errno.ENOTDIR, errno.EEXIST):
+        what, fix = "a file is in the way (a part of the path is a file, not a folder)", \
+            "choose an output path inside a folder"
     else:
         what, fix = f"{err.strerror or err}", "check the disk and the path"
     return StoreWriteError(f"{what} while {doing} {path}", fix)
@@ -224,6 +227,9 @@ def claim_dir(path: str | Path, overwrite: bool = False, inputs: tuple[Path, ...
                                "write the output to another path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise os_error(err, path.parent, "creating the folder") from err
+    try:
         os.mkdir(path)
     except FileExistsError:
         raise StoreExistsError(f"output {path} was created by another writer just now",

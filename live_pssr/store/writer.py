@@ -14,13 +14,34 @@ A kill between two replacements leaves lengths that differ by the last batch; th
 the smallest (all arrays agree on those frames). Enhanced chunks are written whenever they are
 ready; a frame never enhanced reads as zeros and its record says why (pending/skipped/failed).
 
-Errors: a full or read-only disk raises :class:`~live_pssr.errors.StoreWriteError`; everything
+Full disk: the reserve
+----------------------
+A frame that the pipeline has queued may already have been acknowledged to Micro-Manager (the
+pycromanager hook returns ``None`` with ``own_storage=True``), so a full disk must not lose it.
+:meth:`RunStore.create` therefore sets space aside: ``.live-pssr.reserve``, a file of
+``reserve_bytes`` allocated with ``posix_fallocate``. The first ``ENOSPC`` (a raw chunk, a record
+chunk or metadata) deletes it, sets :attr:`RunStore.disk_full`, and retries; the pipeline then
+refuses new frames, stops writing enhanced ones, and writes the frames already queued into the
+freed space before the final commit. The pipeline acknowledges only what fits the reserve
+(:attr:`RunStore.ack_budget`), counted in file-system blocks. A disk too full for the reserve
+fails at creation, before any frame is taken.
+
+Durability: without ``fsync`` a frame is durable against a crash of live-pssr (``kill -9``, a
+Python error) once committed, since the data are in the operating system's cache; against a
+power loss or a kernel crash only after the OS wrote them back (seconds). ``fsync="commit"``
+(every commit) or ``fsync=N`` (at most every N seconds) makes each commit flush its chunks,
+records and metadata to the disk first.
+
+Errors: a full or read-only disk raises :class:`~live_pssr.errors.StoreWriteError`; any other
+failure of the committer thread is turned into one too (never a silent dead thread); everything
 committed before stays readable (metadata is only ever replaced whole).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -28,20 +49,33 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreWriteError
+from ..errors import DiskFullError, StoreWriteError
 from ..frames import Frame
 from . import layout
-from .chunks import ChunkFileArray, write_json_atomic
+from .chunks import ChunkFileArray, fsync_paths, write_json_atomic
 from .claim import OutputClaim, claim_dir
 from .records import COLUMNS, ROWS_PER_CHUNK, FrameStatus, RecordTable, fill_value
 
 FORMAT = {"format": "live-pssr-run", "version": 1}
+RESERVE_NAME = ".live-pssr.reserve"
+BLOCK = 4096
+#: space kept back in the reserve for the final commit's records and metadata
+METADATA_MARGIN = 256 << 10
+
+log = logging.getLogger("live_pssr.store")
+
+
+def blocks(nbytes: int) -> int:
+    """Disk space a file of ``nbytes`` takes, with its inode: whole blocks, plus one."""
+    return (nbytes + BLOCK - 1) // BLOCK * BLOCK + BLOCK
 
 
 def _write_error(err: OSError, path: Path) -> StoreWriteError:
     if err.errno == errno.ENOSPC:
-        what, fix = "the disk is full", "free space or write to another disk (--out)"
-    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return DiskFullError(
+            f"the disk is full while writing {path}; the store holds every frame committed before this",
+            "free space or write to another disk (--out)")
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         what, fix = "the store is not writable", "choose a writable folder (--out)"
     else:
         what, fix = f"writing failed ({err.strerror or err})", "check the disk and the path"
@@ -56,18 +90,26 @@ class RunStore:
 
     def __init__(self, path: Path, raw: ChunkFileArray, enhanced: ChunkFileArray,
                  columns: dict[str, ChunkFileArray], run: dict[str, Any],
-                 commit_interval_s: float) -> None:
+                 commit_interval_s: float, t0: float | None = None, fsync: str | float = "off") -> None:
         self.path, self.raw, self.enhanced, self.columns = path, raw, enhanced, columns
         self.run = run
         self.records = RecordTable()
         self.commit_interval_s = commit_interval_s
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() if t0 is None else t0
         self.n_appended = 0  # raw chunks on disk
         self.n_committed = 0  # frames visible to readers
         self.bytes_written = 0
         self.closed = False
+        self.disk_full = False  # set at the first ENOSPC: the reserve was released
         self.claim: OutputClaim | None = None  # the path's lock, held until close
+        self.reserve_bytes = 0
+        self._reserve: Path | None = None
+        self.fsync = _fsync_period(fsync)
+        self._last_sync = time.monotonic()
+        for arr in (raw, enhanced, *columns.values()):
+            arr.fsync = self.fsync is not None
         self._commit_lock = threading.Lock()
+        self._space_lock = threading.Lock()
         self._stop = threading.Event()
         self.commit_error: StoreWriteError | None = None
         self._committer = threading.Thread(target=self._commit_loop, name="live-pssr-commit", daemon=True)
@@ -78,6 +120,14 @@ class RunStore:
                 self.commit()
             except StoreWriteError as err:  # reported by the next append and by close
                 self.commit_error = err
+                return
+            except Exception as err:  # never a silent dead committer: the run stops and says why
+                log.exception("the store's commit thread failed")
+                self.commit_error = StoreWriteError(
+                    f"committing frames to {self.path} failed: {type(err).__name__}: {err}",
+                    "this is a bug in live-pssr: please report it with the log; "
+                    "the store holds every frame committed before")
+                return
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -95,19 +145,26 @@ class RunStore:
         commit_interval_s: float = 0.1,
         claim: OutputClaim | None = None,
         inputs: tuple[Path, ...] = (),
+        reserve_bytes: int | None = None,
+        fsync: str | float = "off",
+        t0: float | None = None,
     ) -> RunStore:
         """Create a new store at ``path``.
 
         ``claim``: the path already claimed by the caller (:func:`~live_pssr.store.claim.claim_dir`,
         e.g. at session start); otherwise it is claimed here, with ``overwrite`` and ``inputs``
         deciding whether an existing path may be replaced (only ever a live-pssr output).
-        The store holds the claim's lock until :meth:`close`.
+        The store holds the claim's lock until :meth:`close`. ``reserve_bytes``: space set aside
+        for frames queued when the disk fills (default: 16 raw frames, at least 1 MiB);
+        ``fsync``: ``"off"``, ``"commit"`` or seconds between flushes (module docstring);
+        ``t0``: ``time.perf_counter()`` at the run's start (the records' clock).
         """
         path = Path(path)
-        if claim is None:
-            claim = claim_dir(path, overwrite=overwrite, inputs=inputs)
         dtype = np.dtype(dtype)
         h, w = raw_shape
+        period = _fsync_period(fsync)  # validate before claiming anything
+        if claim is None:
+            claim = claim_dir(path, overwrite=overwrite, inputs=inputs)
         eh, ew = h * upscale, w * upscale
         run = {
             **FORMAT,
@@ -120,10 +177,17 @@ class RunStore:
             "dtype": dtype.name,
             "pixel_size_um": pixel_size_um,
             "frame_interval_s": frame_interval_s,
+            "fsync": "off" if period is None else ("commit" if period == 0 else period),
             "status_codes": {s.value: s.name.lower() for s in FrameStatus},
             **(run_metadata or {}),
         }
+        frame_bytes = h * w * dtype.itemsize
+        if reserve_bytes is None:
+            reserve_bytes = max(16 * blocks(frame_bytes), 1 << 20)
+        reserve_bytes = max(int(reserve_bytes), METADATA_MARGIN + blocks(frame_bytes))
         try:
+            reserve = path / RESERVE_NAME
+            _allocate(reserve, reserve_bytes)
             write_json_atomic(path / "zarr.json", _group(layout.root_attrs(run)))
             (path / "OME").mkdir()
             write_json_atomic(path / "OME" / "zarr.json", _group(layout.series_attrs()))
@@ -144,19 +208,55 @@ class RunStore:
                                   fill_value=fill_value(k), dimension_names=("t",))
                 for k, d in COLUMNS.items()
             }
+            store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s, t0=t0, fsync=fsync)
+            store._reserve, store.reserve_bytes = reserve, reserve_bytes
+            store._write_ome_xml(0)
         except OSError as err:
             claim.release()
             raise _write_error(err, path) from err
-        store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s)
+        except Exception:
+            claim.release()
+            raise
         store.claim = claim
-        store._write_ome_xml(0)
         if commit_interval_s > 0:
             store._committer.start()
         return store
 
+    @property
+    def ack_budget(self) -> int:
+        """Bytes of queued frames (counted with :func:`blocks`) that the reserve can still take."""
+        return 0 if self.disk_full else max(0, self.reserve_bytes - METADATA_MARGIN)
+
+    # ------------------------------------------------------------------ space
+    def _release_reserve(self) -> bool:
+        """Free the reserve (first ENOSPC); True if there was one to free."""
+        with self._space_lock:
+            first = not self.disk_full
+            self.disk_full = True
+            reserve, self._reserve = self._reserve, None
+        if reserve is not None:
+            try:
+                reserve.unlink(missing_ok=True)
+            except OSError:
+                return False
+            if first:
+                log.error("the disk is full: writing the frames already queued into the reserved "
+                          "space (%d MB), then stopping", self.reserve_bytes >> 20)
+            return True
+        return False
+
+    def _with_space(self, write: Any) -> Any:
+        """Run ``write()``; on ENOSPC free the reserve once and retry."""
+        try:
+            return write()
+        except OSError as err:
+            if err.errno != errno.ENOSPC or not self._release_reserve():
+                raise
+        return write()
+
     # ------------------------------------------------------------------ writing
     def now(self) -> float:
-        """Seconds since the store was created (the records' clock)."""
+        """Seconds since the run started (the records' clock)."""
         return time.perf_counter() - self.t0
 
     def append_raw(self, frame: Frame, received_s: float | None = None) -> int:
@@ -164,8 +264,10 @@ class RunStore:
         if frame.index != self.n_appended:
             raise ValueError(f"raw frames must arrive in order: got {frame.index}, "
                              f"expected {self.n_appended}")
+        if self.commit_error is not None:
+            raise self.commit_error
         try:
-            nbytes = self.raw.write_chunk((frame.index, 0, 0, 0), frame.image)
+            nbytes = self._with_space(lambda: self.raw.write_chunk((frame.index, 0, 0, 0), frame.image))
         except OSError as err:
             raise _write_error(err, self.path) from err
         self.bytes_written += nbytes
@@ -173,8 +275,6 @@ class RunStore:
                          raw_written_s=self.now(),
                          **({} if received_s is None else {"received_s": received_s}))
         self.n_appended += 1
-        if self.commit_error is not None:
-            raise self.commit_error
         return nbytes
 
     def read_raw(self, index: int) -> np.ndarray:
@@ -185,16 +285,23 @@ class RunStore:
         return chunk[0, 0]
 
     def write_enhanced(self, index: int, image: np.ndarray, status: FrameStatus,
-                       enhance_start_s: float | None = None) -> None:
-        """Write an enhanced frame and its record (any order, any thread)."""
+                       enhance_start_s: float | None = None, received_s: float | None = None) -> None:
+        """Write an enhanced frame and its record (any order, any thread).
+
+        Never uses the reserve (it is kept for raw frames): on a full disk this raises
+        :class:`~live_pssr.errors.DiskFullError` and sets :attr:`disk_full`.
+        """
         try:
             self.bytes_written += self.enhanced.write_chunk((index, 0, 0, 0), image, atomic=True)
         except OSError as err:
+            if err.errno == errno.ENOSPC:
+                self.disk_full = True
             raise _write_error(err, self.path) from err
         end = self.now()
-        received = self.records.get(index, "received_s")
+        if received_s is None:
+            received_s = self.records.get(index, "received_s")
         self.records.set(index, status=int(status), enhance_end_s=end,
-                         latency_ms=(end - received) * 1e3 if np.isfinite(received) else np.nan,
+                         latency_ms=(end - received_s) * 1e3 if np.isfinite(received_s) else np.nan,
                          **({} if enhance_start_s is None else {"enhance_start_s": enhance_start_s}))
 
     def set_status(self, index: int, status: FrameStatus, **values: float) -> None:
@@ -211,21 +318,31 @@ class RunStore:
                 chunks = {k: {c: self.records.cols[k][c * ROWS_PER_CHUNK:(c + 1) * ROWS_PER_CHUNK].copy()
                               for c in dirty} for k in COLUMNS}
             try:
-                for k, arr in self.columns.items():
-                    for c, data in chunks[k].items():
-                        arr.write_chunk((c,), _pad(data, k), atomic=True)
-                for arr in self.columns.values():
-                    arr.resize((n,))
-                self.raw.resize((n, *self.raw.shape[1:]))
-                self.enhanced.resize((n, *self.enhanced.shape[1:]))
-                if n != self.n_committed:
-                    self._write_ome_xml(n)
+                self._with_space(lambda: self._commit(n, chunks))
             except OSError as err:
                 with self.records.lock:
                     self.records.dirty_chunks.update(dirty)
                 raise _write_error(err, self.path) from err
             self.n_committed = n
             return n
+
+    def _commit(self, n: int, chunks: dict[str, dict[int, np.ndarray]]) -> None:
+        for k, arr in self.columns.items():
+            for c, data in chunks[k].items():
+                arr.write_chunk((c,), _pad(data, k), atomic=True)
+        due = self.fsync is not None and (time.monotonic() - self._last_sync >= self.fsync
+                                          or self._stop.is_set())
+        if due:
+            paths = [p for arr in (self.raw, self.enhanced, *self.columns.values())
+                     for p in arr.take_unsynced()]
+            fsync_paths(paths)  # data first, then the metadata that makes them visible
+            self._last_sync = time.monotonic()
+        for arr in self.columns.values():
+            arr.resize((n,))
+        self.raw.resize((n, *self.raw.shape[1:]))
+        self.enhanced.resize((n, *self.enhanced.shape[1:]))
+        if n != self.n_committed:
+            self._write_ome_xml(n)
 
     def _write_ome_xml(self, n: int) -> None:
         h, w = self.run["raw_shape"]
@@ -238,25 +355,39 @@ class RunStore:
              "pixel_size_um": px / self.run["upscale"], "dtype": self.run["dtype"]},
         ])
         tmp = self.path / "OME" / ".METADATA.ome.xml.tmp"
-        tmp.write_text(xml, encoding="utf-8")
-        tmp.replace(self.path / "OME" / "METADATA.ome.xml")
+        try:
+            tmp.write_bytes(xml.encode("utf-8"))  # UTF-8 whatever the process locale ("µm")
+            tmp.replace(self.path / "OME" / "METADATA.ome.xml")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     # ------------------------------------------------------------------ closing
     def close(self, summary: dict[str, Any] | None = None) -> None:
-        """Commit everything and record the run's summary; idempotent."""
+        """Commit everything and record the run's summary; idempotent.
+
+        The reserve is freed first, so the final commit finds room on a full disk.
+        """
         if self.closed:
             return
         self._stop.set()
         if self._committer.is_alive():
             self._committer.join()
         try:
+            with self._space_lock:
+                reserve, self._reserve = self._reserve, None
+            if reserve is not None:
+                reserve.unlink(missing_ok=True)
             self.commit()
             self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
                             closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             try:
-                write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)))
+                write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)),
+                                  fsync=self.fsync is not None)
             except OSError as err:
                 raise _write_error(err, self.path) from err
+        except OSError as err:
+            raise err if isinstance(err, StoreWriteError) else _write_error(err, self.path) from err
         finally:
             self.closed = True
             if self.claim is not None:
@@ -266,9 +397,40 @@ class RunStore:
         """Add run metadata (e.g. the engine chosen after start)."""
         self.run.update(values)
         try:
-            write_json_atomic(self.path / "zarr.json", _group(layout.root_attrs(self.run)))
+            self._with_space(lambda: write_json_atomic(self.path / "zarr.json",
+                                                       _group(layout.root_attrs(self.run))))
         except OSError as err:
             raise _write_error(err, self.path) from err
+
+
+def _fsync_period(fsync: str | float) -> float | None:
+    """``"off"`` -> None, ``"commit"`` -> 0, seconds -> seconds (ConfigError otherwise)."""
+    from ..errors import ConfigError
+
+    if fsync in ("off", None, False):
+        return None
+    if fsync in ("commit", True):
+        return 0.0
+    try:
+        period = float(fsync)
+    except (TypeError, ValueError):
+        period = -1.0
+    if period < 0:
+        raise ConfigError(f"fsync={fsync!r} is not a valid setting",
+                          "use fsync='off', 'commit' (every commit) or a number of seconds between flushes")
+    return period
+
+
+def _allocate(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` really allocated on the disk (ENOSPC now, not later)."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
 
 
 def _group(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -110,26 +110,29 @@ def _has_display() -> bool:
 
 @contextmanager
 def _ctrl_c_closes(window: Any):
-    """While the loop runs, SIGINT closes ``window``; yields a flag list set when it did."""
-    hit: list[bool] = []
+    """While the loop runs, SIGINT/SIGTERM/SIGHUP close ``window``; yields the signals received."""
+    hit: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield hit
         return
-    previous = signal.getsignal(signal.SIGINT)
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {n: signal.getsignal(getattr(signal, n)) for n in names}
 
     def handler(signum: int, frame: Any) -> None:  # runs at the next GUI timer tick
-        hit.append(True)
+        hit.append(signum)
         window.close()
 
-    signal.signal(signal.SIGINT, handler)
+    for n in names:
+        signal.signal(getattr(signal, n), handler)
     try:
         yield hit
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for n in names:
+            signal.signal(getattr(signal, n), previous[n])
 
 
-def _run_loop(window: Any, watch: Callable[[], None] | None = None, interval_ms: int = 50) -> bool:
-    """Show ``window`` and run an event loop until it closes; True if Ctrl-C closed it."""
+def _run_loop(window: Any, watch: Callable[[], None] | None = None, interval_ms: int = 50) -> int:
+    """Show ``window`` and run an event loop until it closes; the signal that closed it, or 0."""
     from qtpy import QtCore
 
     loop = QtCore.QEventLoop()
@@ -146,7 +149,7 @@ def _run_loop(window: Any, watch: Callable[[], None] | None = None, interval_ms:
             loop.exec()
     if watcher is not None:
         watcher.stop()
-    return bool(hit)
+    return hit[0] if hit else 0
 
 
 def grab_png(window: Any, path: str | Path) -> Path:
@@ -195,10 +198,12 @@ def run_live_viewer(pipeline: Any, runner: Any, screenshot: Path | None = None,
             runner.stop()
             window.close()
 
-    interrupted = _run_loop(window, watch if screenshot is not None else None)
+    signum = _run_loop(window, watch if screenshot is not None else None)
     window.deleteLater()
-    if interrupted:
-        raise KeyboardInterrupt
+    if signum:
+        from ..errors import Interrupted
+
+        raise Interrupted(signum)
 
 
 def _wait_without_window(runner: Any) -> None:
@@ -240,7 +245,9 @@ def run_review_viewer(store: str | Path, frame: int = 0, screenshot: Path | None
         window.close()
         window.deleteLater()
         return
-    interrupted = _run_loop(window)
+    signum = _run_loop(window)
     window.deleteLater()
-    if interrupted:
-        raise KeyboardInterrupt
+    if signum:
+        from ..errors import Interrupted
+
+        raise Interrupted(signum)

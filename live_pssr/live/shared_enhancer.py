@@ -1,7 +1,7 @@
 """One enhancer for all streams of a session, built off the acquisition thread.
 
-A :class:`~live_pssr.session.LiveSession` creates its pipelines at the first frame of each stream,
-on the acquisition's thread (pycromanager's hook thread, pymmcore-plus's runner thread). Choosing
+A :class:`~live_pssr.live.session.LiveSession` creates its pipelines at the first frame of each
+stream (on starter threads, started from the acquisition's thread). Choosing
 and warming up an engine can take seconds, which that thread cannot spend. :class:`SharedEnhancer`
 looks like an :class:`~live_pssr.enhancer.Enhancer` to the pipeline, but:
 
@@ -26,22 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ..enhancer import Enhancer
+from ..enhancer import Enhancer, build_enhancer
 from ..modelio import LoadedModel
 
 log = logging.getLogger("live_pssr.session")
-
-
-def build_enhancer(model: LoadedModel, shape: tuple[int, int], engine: str) -> Enhancer:
-    """The real enhancer: ``torch`` directly, anything else through engine selection."""
-    if engine == "torch":
-        enhancer = Enhancer(model, "torch")
-    else:
-        from ..commands._common import build_enhancer as select
-
-        enhancer = select(model, shape, engine)
-    enhancer.prepare(shape)
-    return enhancer
 
 
 class SharedEnhancer:
@@ -52,7 +40,7 @@ class SharedEnhancer:
     model : LoadedModel or Enhancer
         The model (an engine is chosen for it), or a ready enhancer used as is.
     engine : str
-        Engine name for :func:`build_enhancer` (``auto``, ``torch``, ...).
+        Engine name for :func:`~live_pssr.enhancer.build_enhancer` (``auto``, ``torch``, ...).
     on_ready : callable, optional
         Called (on the build thread) with the real enhancer once it is built.
     """
@@ -109,7 +97,7 @@ class SharedEnhancer:
         t0 = time.perf_counter()
         try:
             if self._real is None:
-                self._real = build_enhancer(self.model, shape, self.engine_request)
+                self._real = build_enhancer(self.model, shape, self.engine_request, prepare=True)
             else:
                 with self._run_lock:
                     self._real.prepare(shape)

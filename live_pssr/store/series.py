@@ -1,6 +1,6 @@
 """Where a Micro-Manager run's frames go: one store, or a series of stores, plus each frame's axes.
 
-Layouts (chosen by :class:`~live_pssr.session.LiveSession` at the first frame)
+Layouts (chosen by :class:`~live_pssr.live.session.LiveSession` at the first frame)
 -------------------------------------------------------------------------------
 *single*: a time-lapse (frames whose only axis is ``time``, or ``layout="single"``) is one run
 store at ``PATH``; frames are ``t = 0, 1, 2, ...`` in arrival order.
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreFormatError
-from ..store import StoreReader, open_store
-from ..store.chunks import write_json_atomic
+from .chunks import write_json_atomic
+from .reader import StoreReader, open_store
 
 SERIES = {"format": "live-pssr-series", "version": 1}
 AXES = {"format": "live-pssr-frame-axes", "version": 1}

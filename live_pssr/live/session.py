@@ -10,29 +10,38 @@
         session.connect(core)                                # frameReady -> session
         core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 100}))
 
-The hook costs the acquisition a copy
--------------------------------------
+The acquisition thread only validates, copies and enqueues
+---------------------------------------------------------
 Per-frame callbacks that cannot keep up make Micro-Manager's buffers grow until runs truncate
 or hang (pycro-manager #588, #619, #682). Both entry points (:meth:`LiveSession.pycromanager_hook`,
-:meth:`LiveSession.frameReady`) therefore only reduce the metadata (:mod:`live_pssr.mm.frame_info`),
+:meth:`LiveSession.frameReady`) therefore only reduce the metadata (:mod:`live_pssr.live.frame_info`),
 copy the image and hand it to a :class:`~live_pssr.pipeline.LivePipeline`, whose threads write
-the raw frame and run the model (a stream's store is created on a short-lived thread, frames
-arriving meanwhile wait in order: :mod:`live_pssr.mm.stream`). They never raise into the
-acquisition: a frame that cannot join the run (ROI/binning or bit depth changed, a store that
-failed) is logged, counted in the summary (``rejected``) and passed on unchanged to
-Micro-Manager's own storage. The pycromanager
-hook returns ``(image, metadata)`` untouched (same objects: the Java backend's dtype rule holds,
-no resized images, #317), or ``None`` with ``own_storage=True`` once live-pssr holds the frame.
-The only wait is the pipeline's lossless back-pressure when the disk is slower than the camera
-for longer than its raw queue (2 GiB by default) holds.
+the raw frame and run the model. Nothing on disk is created, opened or deleted on that thread:
+the session claims its path when it is made (exclusive create + lock, on the caller's thread:
+:mod:`live_pssr.store.claim`), each stream's store is created on a short-lived starter thread
+(:mod:`live_pssr.live.stream`), and frames arriving meanwhile wait in order. The hooks never
+raise into the acquisition: a frame that cannot join the run (ROI/binning or bit depth changed,
+a store that failed, anything unexpected) is logged, counted in the summary (``rejected``) and
+passed on unchanged to Micro-Manager's own storage.
+
+Acknowledging a frame
+---------------------
+The pycromanager hook returns ``(image, metadata)`` untouched (same objects: the Java backend's
+dtype rule holds, no resized images, #317). With ``own_storage=True`` it returns ``None`` (the
+frame leaves Micro-Manager's storage) only for a *durable* frame: queued to a store that exists,
+within the store's disk reserve, so that not even a full disk loses it. Every other frame (the
+first ones while the store is being created, frames beyond the reserve when the disk lags,
+anything refused) is returned to Micro-Manager as well. The only wait is the pipeline's lossless
+back-pressure when the disk is slower than the camera for longer than its raw queue holds.
 
 Streams and layout
 ------------------
-Frames are grouped into streams by their non-time axes (see :mod:`live_pssr.mm.series`): a
+Frames are grouped into streams by their non-time axes (:mod:`live_pssr.live.streams`,
+:mod:`live_pssr.store.series`): a
 time-lapse is one store at ``store``; a multi-dimensional run is a series of stores inside
 ``store``, one per (position, grid, z, channel) combination. Each stream has its own pipeline
 and dense frame index ``t`` (arrival order); each frame's Micro-Manager axes are kept in
-``mm/<axis>`` columns. All streams share one enhancer (:mod:`live_pssr.mm.shared_enhancer`),
+``mm/<axis>`` columns. All streams share one enhancer (:mod:`live_pssr.live.shared_enhancer`),
 built off the acquisition thread; :meth:`LiveSession.prepare` (or ``frame_shape=``, or
 :meth:`LiveSession.connect`) builds it before the acquisition instead.
 
@@ -40,150 +49,35 @@ Run metadata: ``run["acquisition"]`` of every store holds the camera, exposure, 
 binning and package/MMCore versions, the stream's axes and the first frame's metadata;
 ``run["live_pssr_session"]`` the session's counters and hook timings.
 """
-
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .enhancer import Enhancer
-from .errors import ConfigError, FrameFormatError, FrameShapeError, LivePSSRError, StoreExistsError
-from .frames import check_frame
-from .mm.core import package_versions
-from .mm.frame_info import (
-    MDA_AXES,
-    FrameInfo,
-    from_mda,
-    from_pycromanager,
-    order_axes,
-    split_key,
-    stream_name,
-)
-from .mm.series import write_frame_axes, write_series_index
-from .mm.shared_enhancer import SharedEnhancer
-from .mm.stream import Stream
-from .modelio import LoadedModel, load_model
-from .pipeline import DisplayFrame, LivePipeline, PipelineStats, Policy, StoreSpec, Summary
+from ..enhancer import Enhancer
+from ..errors import ConfigError, FrameFormatError, FrameShapeError, LivePSSRError
+from ..frames import check_frame
+from ..mm.core import package_versions
+from ..modelio import LoadedModel, load_model
+from ..pipeline import DisplayFrame, LivePipeline, PipelineStats, Policy, RunState, StoreSpec, Summary
+from ..store.chunks import check_codec
+from ..store.claim import claim_dir
+from ..store.series import write_frame_axes
+from .frame_info import FrameInfo, from_mda, from_pycromanager
+from .shared_enhancer import SharedEnhancer
+from .stream import Stream
+from .streams import LAYOUTS, StreamRouter
+from .summary import CallTimer, SessionCounters, SessionSummary
 
 log = logging.getLogger("live_pssr.session")
 
-LAYOUTS = ("auto", "single", "series")
-MAX_REASONS = 20
-
-
-class CallTimer:
-    """Cost of the hook calls: wall time (count, mean, max, recent percentiles) and CPU time.
-
-    Wall time is what the acquisition thread waited; the calling thread's CPU time is what the
-    hook itself spent (the difference is time the OS or the GIL gave to other threads).
-    """
-
-    def __init__(self, keep: int = 10_000) -> None:
-        self.count = 0
-        self.total_s = 0.0
-        self.cpu_s = 0.0
-        self.max_s = 0.0
-        self.recent: deque[float] = deque(maxlen=keep)
-
-    def add(self, seconds: float, cpu_seconds: float = 0.0) -> None:
-        self.count += 1
-        self.total_s += seconds
-        self.cpu_s += cpu_seconds
-        self.max_s = max(self.max_s, seconds)
-        self.recent.append(seconds)
-
-    def as_dict(self) -> dict[str, Any]:
-        rec = np.array(self.recent) * 1e3
-        n = self.count
-        return {
-            "calls": n,
-            "mean_ms": self.total_s / n * 1e3 if n else None,
-            "cpu_mean_ms": self.cpu_s / n * 1e3 if n else None,
-            "p50_ms": float(np.percentile(rec, 50)) if rec.size else None,
-            "p99_ms": float(np.percentile(rec, 99)) if rec.size else None,
-            "max_ms": self.max_s * 1e3 if n else None,
-        }
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    """What a session did: per-stream pipeline summaries plus the hook's own counters."""
-
-    store_path: str
-    layout: str
-    streams: dict[str, Summary]
-    frames_received: int
-    rejected: int
-    rejected_reasons: dict[str, int]
-    after_close: int
-    hook: dict[str, Any]
-    engine: str
-    errors: list[str]
-    interrupted: bool = False
-
-    def _sum(self, name: str) -> int:
-        return sum(getattr(s, name) for s in self.streams.values())
-
-    @property
-    def frames_acquired(self) -> int:
-        return self._sum("frames_acquired")
-
-    @property
-    def raw_written(self) -> int:
-        return self._sum("raw_written")
-
-    @property
-    def enhanced(self) -> int:
-        return self._sum("enhanced_live") + self._sum("enhanced_after")
-
-    @property
-    def failed(self) -> int:
-        return self._sum("failed")
-
-    @property
-    def skipped(self) -> int:
-        return self._sum("skipped")
-
-    @property
-    def pending(self) -> int:
-        return self._sum("pending")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["streams"] = {k: v.to_dict() for k, v in self.streams.items()}
-        return d
-
-    def text(self) -> str:
-        """A printable report (the single stream's table, or one line per stream)."""
-        hook = self.hook
-        lines = []
-        if len(self.streams) == 1:
-            lines.append(next(iter(self.streams.values())).text())
-        else:
-            for name, s in self.streams.items():
-                lines.append(f"  {name}: raw {s.raw_written}, enhanced {s.enhanced_live}+{s.enhanced_after}, "
-                             f"skipped {s.skipped}, failed {s.failed}, pending {s.pending}")
-        hook_ms = ("-" if hook.get("p50_ms") is None
-                   else f"p50 {hook['p50_ms']:.3f} / p99 {hook['p99_ms']:.3f} / max {hook['max_ms']:.3f} ms"
-                   f" (CPU {hook['cpu_mean_ms']:.3f} ms per frame)")
-        lines += [f"  layout            {self.layout} ({len(self.streams)} stream(s)) at {self.store_path}",
-                  f"  frames received   {self.frames_received} (rejected {self.rejected}, "
-                  f"after close {self.after_close})",
-                  f"  hook cost         {hook_ms}"]
-        for reason, n in list(self.rejected_reasons.items())[:3]:
-            lines.append(f"  rejected x{n}      {reason}")
-        if self.errors:
-            lines.append("  errors            " + "; ".join(self.errors[:3]))
-        return "\n".join(lines)
+__all__ = ["LAYOUTS", "CallTimer", "LiveSession", "SessionSummary"]
 
 
 class LiveSession:
@@ -195,25 +89,32 @@ class LiveSession:
         Shipped model name, ``.safetensors`` path, loaded model, or a ready enhancer.
     store : str or Path
         Output: a run store (time-lapse) or a folder of run stores (multi-dimensional run).
+        Claimed when the session is made (a second session or process on it is refused).
     policy : {"preview", "complete"}
         ``preview`` enhances the newest frame and skips stale ones; ``complete`` enhances every
         frame (a backlog is worked off from disk, at the latest when the session closes).
     engine : str
-        Inference engine: ``auto`` (fastest correct here), ``torch``, ``onnxruntime``...
+        Inference engine: ``auto`` (fastest correct here), ``torch``, ``onnxruntime``... (chosen
+        and gated by :func:`~live_pssr.engines.select_engine`, as on the command line).
     overwrite : bool
-        Replace an existing ``store``.
+        Replace an existing ``store`` (only a live-pssr store that is not being recorded).
     own_storage : bool
-        The pycromanager hook returns ``None`` for stored frames (live-pssr owns storage).
+        The pycromanager hook returns ``None`` for durable frames (live-pssr owns storage).
     enhance : bool
         False: store raw frames only (``model`` is not loaded).
     layout : {"auto", "single", "series"}
-        How frames are split into stores (see :mod:`live_pssr.mm.series`).
+        How frames are split into stores (see :mod:`live_pssr.store.series`).
     frame_shape : (int, int), optional
         Camera frame size: the enhancer is built when the session starts, not at the first frame.
     frame_interval_s : float, optional
         Time between frames for the store's time scale (default: the MDA sequence's interval).
     enhance_queue_size, max_raw_queue_bytes, codec
         Passed to each stream's :class:`~live_pssr.pipeline.LivePipeline` / store.
+    reserve_bytes : int, optional
+        Disk space each store sets aside for queued frames when the disk fills (and the most
+        queued frames that count as durable); default 16 frames, at least 1 MiB.
+    fsync : {"off", "commit"} or float
+        Flush each commit to the disk (power-loss durability), or every N seconds.
     run_metadata : dict, optional
         Extra metadata for every store's ``run`` attributes.
     """
@@ -234,6 +135,8 @@ class LiveSession:
         max_raw_queue_bytes: int = 2 << 30,
         run_metadata: dict[str, Any] | None = None,
         codec: str = "lz4",
+        reserve_bytes: int | None = None,
+        fsync: str | float = "off",
     ) -> None:
         try:
             self.policy = Policy(policy)
@@ -241,47 +144,42 @@ class LiveSession:
             raise ConfigError(f"unknown policy {policy!r}", "use policy='preview' or 'complete'") from None
         if layout not in LAYOUTS:
             raise ConfigError(f"unknown layout {layout!r}", f"use one of {', '.join(LAYOUTS)}")
+        if max_raw_queue_bytes <= 0:
+            raise ConfigError(f"max_raw_queue_bytes={max_raw_queue_bytes} must be positive",
+                              "give the raw queue's memory bound in bytes, e.g. 2 << 30 (2 GiB)")
+        from ..store.writer import _fsync_period
+
+        _fsync_period(fsync)  # bad values are refused before anything is claimed
+        check_codec(codec)
         self.store_path = Path(store)
-        if self.store_path.exists() and not overwrite:
-            raise StoreExistsError(f"output {self.store_path} already exists",
-                                   "choose another store path, or pass overwrite=True to replace it")
         self.overwrite = overwrite
         self.own_storage = own_storage
-        self.layout_request = layout
         self.frame_shape = tuple(frame_shape) if frame_shape is not None else None
         self.frame_interval_s = frame_interval_s
         self.enhance_queue_size = enhance_queue_size
         self.max_raw_queue_bytes = max_raw_queue_bytes
         self.codec = codec
+        self.reserve_bytes = reserve_bytes
+        self.fsync = fsync
         self.run_metadata = dict(run_metadata or {})
         self.enhancer: SharedEnhancer | None = None
         if enhance:
             loaded = model if isinstance(model, LoadedModel | Enhancer) else load_model(model)
             self.enhancer = SharedEnhancer(loaded, engine, on_ready=self._engine_ready)
-        # streams
-        self._lock = threading.Lock()
-        self._streams: dict[tuple, Stream] = {}
-        self._current: Stream | None = None
-        self._split_axes: tuple[str, ...] | None = None
-        self.layout: str | None = None
-        self._t0: float | None = None
-        self._index_lock = threading.Lock()
-        self._series_ready = False
-        # counters
-        self.timer = CallTimer()
-        self.frames_received = 0
-        self.rejected = 0
-        self.rejected_reasons: dict[str, int] = {}
-        self.after_close = 0
-        self.errors: list[str] = []
-        # Micro-Manager context
+        self.counters = SessionCounters()
         self.acquisition: dict[str, Any] = {"versions": package_versions()}
+        self._lock = threading.Lock()
+        self._current: Stream | None = None
+        self._t0: float | None = None
         self._core: Any = None
-        self._mda_sizes: dict[str, int] | None = None
         self._mda_interval_s: float | None = None
         self._closed = False
         self._stop_lock = threading.Lock()
         self.summary: SessionSummary | None = None
+        # one atomic step: the path is ours (created exclusively and locked) or the session fails here
+        self._claim = claim_dir(self.store_path, overwrite=overwrite)
+        self.router = StreamRouter(self.store_path, self._claim, layout, self._store_spec,
+                                   self._new_pipeline, self._stream_failed, self._session_info)
 
     # ================================================================== lifecycle
     def start(self) -> LiveSession:
@@ -307,9 +205,33 @@ class LiveSession:
         return self._closed
 
     @property
+    def layout(self) -> str | None:
+        return self.router.layout
+
+    @property
+    def frames_received(self) -> int:
+        return self.counters.frames_received
+
+    @property
+    def rejected(self) -> int:
+        return self.counters.rejected
+
+    @property
+    def after_close(self) -> int:
+        return self.counters.after_close
+
+    @property
+    def rejected_reasons(self) -> dict[str, int]:
+        return dict(self.counters.rejected_reasons)
+
+    @property
+    def timer(self) -> CallTimer:
+        return self.counters.timer
+
+    @property
     def streams(self) -> dict[str, LivePipeline]:
         """The pipelines by stream name (created at each stream's first frame)."""
-        return {s.name: s.pipeline for s in list(self._streams.values()) if s.pipeline is not None}
+        return {s.name: s.pipeline for s in list(self.router.streams.values()) if s.pipeline is not None}
 
     @property
     def spec(self) -> StoreSpec:
@@ -321,12 +243,17 @@ class LiveSession:
 
     @property
     def failed(self) -> bool:
-        return any(s.error is not None or (s.pipeline is not None and s.pipeline.failed)
-                   for s in list(self._streams.values()))
+        return any(s.failure is not None for s in list(self.router.streams.values()))
 
     def close(self) -> SessionSummary:
         """Stop every pipeline (finishing the backlog) and close the stores; see :meth:`stop`."""
         return self.stop()
+
+    def abandon_backlog(self) -> None:
+        """Leave frames not yet enhanced as 'pending' (a second Ctrl-C); every raw frame is written."""
+        for s in list(self.router.streams.values()):
+            if s.pipeline is not None:
+                s.pipeline.abandon_backlog()
 
     def stop(self, finish_backlog: bool = True, progress: Callable[[int, int], None] | None = None,
              interrupted: bool = False) -> SessionSummary:
@@ -344,41 +271,48 @@ class LiveSession:
         with self._lock:
             self._closed = True
         self.disconnect()
-        streams = list(self._streams.values())
-        info = self._session_info()
+        streams = list(self.router.streams.values())
         summaries: dict[str, Summary] = {}
         if self.enhancer is not None:
             self.enhancer.wait_built()  # its on_ready writes run metadata too: one writer at a time
         for s in streams:
             s.wait_started()
-            if s.pipeline is not None and s.pipeline.store is not None:
+            store = s.pipeline.store if s.pipeline is not None else None
+            if store is not None:
                 try:
-                    s.pipeline.store.update_run_metadata(live_pssr_session=info)
+                    store.update_run_metadata(live_pssr_session=self._session_info())
                 except LivePSSRError as err:
-                    self._error(f"could not record session metadata in {s.path}: {err.message}")
+                    self.counters.error(f"could not record session metadata in {s.path}: {err.message}")
             result = s.stop(finish_backlog=finish_backlog, progress=progress, interrupted=interrupted)
             if result is None:
                 continue
             summaries[s.name] = result
-            if s.pipeline.store is not None:
+            if store is not None:
                 try:
-                    write_frame_axes(s.path, s.columns, s.pipeline.store.n_committed)
+                    write_frame_axes(s.path, s.columns.as_lists(), result.raw_written)
                 except Exception as err:  # the frames are safe; only the axes columns are missing
-                    self._error(f"could not write the frame axes of {s.path}: {err}")
+                    self.counters.error(f"could not write the frame axes of {s.path}: {err}")
+        counters = self.counters
+        stream_errors = [e for sm in summaries.values() for e in sm.errors]
         summary = SessionSummary(
             store_path=str(self.store_path), layout=self.layout or "none", streams=summaries,
-            frames_received=self.frames_received, rejected=self.rejected,
-            rejected_reasons=dict(self.rejected_reasons), after_close=self.after_close,
-            hook=self.timer.as_dict(),
+            frames_received=counters.frames_received, rejected=counters.rejected,
+            rejected_reasons=dict(counters.rejected_reasons), after_close=counters.after_close,
+            hook=counters.timer.as_dict(),
             engine=self.enhancer.engine_name if self.enhancer is not None else "none",
-            errors=list(self.errors) + [e for s in summaries.values() for e in s.errors],
+            errors=counters.errors.lines() + [e for e in stream_errors if e not in counters.errors.lines()],
             interrupted=interrupted,
+            not_stored=[(name, i) for name, sm in summaries.items() for i in sm.not_stored],
         )
         if self.layout == "series":
             try:
-                self._write_index("closed", summary)
+                self.router.write_index("closed", summaries)
             except OSError as err:
                 summary.errors.append(f"could not write the series index: {err}")
+        if not streams:
+            self._claim.abandon()  # no frame arrived: leave no empty folder behind
+        else:
+            self._claim.release()
         return summary
 
     # ================================================================== pycromanager
@@ -386,17 +320,16 @@ class LiveSession:
         """pycromanager ``image_process_fn``: copy the frame into live-pssr and pass it on.
 
         Returns ``(image, metadata)`` unchanged (Micro-Manager's storage keeps working), or
-        ``None`` with ``own_storage=True`` when live-pssr stored the frame. Never raises.
+        ``None`` with ``own_storage=True`` when the frame is durable in live-pssr's store (see
+        the module docstring). Never raises.
         """
         t0, c0 = time.perf_counter(), time.thread_time()
-        stored = False
+        durable = False
         try:
-            stored = self._accept(image, from_pycromanager(metadata), "pycromanager")
-        except Exception as err:  # never into the acquisition
-            self._error(f"hook failed: {err!r}")
+            durable = self._accept(image, lambda: from_pycromanager(metadata), "pycromanager")
         finally:
-            self.timer.add(time.perf_counter() - t0, time.thread_time() - c0)
-        return None if (stored and self.own_storage) else (image, metadata)
+            self.counters.timer.add(time.perf_counter() - t0, time.thread_time() - c0)
+        return None if (durable and self.own_storage) else (image, metadata)
 
     def record_settings(self, core: Any) -> None:
         """Store ``core``'s settings (camera, exposure, pixel size, ROI, binning, versions) with the run.
@@ -404,7 +337,7 @@ class LiveSession:
         :meth:`connect` does this itself; pycromanager users call it with their core (before the
         first frame: stores are created with the settings known then).
         """
-        from .mm.core import core_metadata
+        from ..mm.core import core_metadata
 
         self.acquisition.update(core_metadata(core))
 
@@ -442,8 +375,8 @@ class LiveSession:
         try:
             sizes = dict(getattr(sequence, "sizes", {}) or {})
             with self._lock:
-                if self._split_axes is None:
-                    self._mda_sizes = sizes
+                if self.router.split_axes is None:
+                    self.router.mda_sizes = sizes
                 plan = getattr(sequence, "time_plan", None)
                 interval = getattr(plan, "interval", None)
                 if interval is not None:
@@ -451,17 +384,15 @@ class LiveSession:
             self.acquisition["mda_sequence"] = {"sizes": sizes, "axis_order": list(getattr(
                 sequence, "axis_order", ()) or ()), "uid": str(getattr(sequence, "uid", ""))}
         except Exception as err:
-            self._error(f"could not read the MDA sequence: {err!r}")
+            self.counters.error(f"could not read the MDA sequence: {err!r}")
 
     def frameReady(self, image: np.ndarray, event: Any, metadata: dict[str, Any]) -> None:  # noqa: N802
         """pymmcore-plus signal: copy the frame into live-pssr. Never raises."""
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            self._accept(image, from_mda(event, metadata), "pymmcore-plus")
-        except Exception as err:
-            self._error(f"frameReady failed: {err!r}")
+            self._accept(image, lambda: from_mda(event, metadata), "pymmcore-plus")
         finally:
-            self.timer.add(time.perf_counter() - t0, time.thread_time() - c0)
+            self.counters.timer.add(time.perf_counter() - t0, time.thread_time() - c0)
 
     # ================================================================== viewer interface
     def latest(self) -> DisplayFrame | None:
@@ -471,13 +402,14 @@ class LiveSession:
 
     def stats(self) -> PipelineStats:
         """Counters summed over streams; rates summed; latency of the current stream."""
-        streams = [s for s in list(self._streams.values()) if s.pipeline is not None]
+        streams = [s for s in list(self.router.streams.values()) if s.pipeline is not None]
         engine = self.enhancer.engine_name if self.enhancer is not None else "none"
         model = self.enhancer.model.model_id if self.enhancer is not None else "none"
+        errors = self.counters.errors.lines()
         if not streams:
-            return PipelineStats("closed" if self._closed else "waiting", 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                 0.0, 0.0, None, None, engine, model, str(self.store_path), 0,
-                                 self.policy.value, self.errors[-1] if self.errors else None)
+            return PipelineStats(RunState.STOPPED if self._closed else RunState.WAITING, 0, 0, 0, 0, 0, 0,
+                                 0, 0, 0, 0.0, 0.0, None, None, engine, model, str(self.store_path), 0,
+                                 self.policy.value, errors[-1] if errors else None)
         all_stats = [s.pipeline.stats() for s in streams]
         cur_stream = self._current
         cur = (cur_stream.pipeline.stats() if cur_stream is not None and cur_stream.pipeline is not None
@@ -486,9 +418,9 @@ class LiveSession:
         def total(name: str) -> Any:
             return sum(getattr(st, name) for st in all_stats)
 
-        errors = [st.error for st in all_stats if st.error] + self.errors[-1:]
+        errs = [st.error for st in all_stats if st.error] + errors[-1:]
         return PipelineStats(
-            state=next((st.state for st in all_stats if st.state == "failed"), cur.state),
+            state=next((st.state for st in all_stats if st.state == RunState.FAILED), cur.state),
             frames_acquired=total("frames_acquired"), raw_written=total("raw_written"),
             enhanced_live=total("enhanced_live"), enhanced_after=total("enhanced_after"),
             skipped=total("skipped"), failed=total("failed"), backlog=total("backlog"),
@@ -496,141 +428,88 @@ class LiveSession:
             camera_fps=total("camera_fps"), enhance_fps=total("enhance_fps"),
             latency_p50_ms=cur.latency_p50_ms, latency_p99_ms=cur.latency_p99_ms,
             engine=engine, model=model, store_path=str(self.store_path), store_bytes=total("store_bytes"),
-            policy=self.policy.value, error=errors[0] if errors else None,
+            policy=self.policy.value, error=errs[0] if errs else None,
         )
 
     # ================================================================== internals
-    def _accept(self, image: np.ndarray, info: FrameInfo, source: str) -> bool:
-        """Copy one frame into its stream; False when it was not stored (rejected, closed)."""
+    def _accept(self, image: Any, info_of: Callable[[], FrameInfo], source: str) -> bool:
+        """Validate, copy and enqueue one frame; True when it is durable. Never raises.
+
+        Runs on the acquisition thread: nothing here touches the disk.
+        """
         with self._lock:
             if self._closed:
-                self.after_close += 1
-                if self.after_close == 1:
+                self.counters.after_close += 1
+                if self.counters.after_close == 1:
                     log.warning("frames arrive after the session was closed: passed on, not stored")
                 return False
-            self.frames_received += 1
+            self.counters.frames_received += 1
+            self.acquisition.setdefault("source", source)
             try:
+                info = info_of()
+                problem = info.metadata.get("metadata_problem")
+                if problem and self.counters.frames_received == 1:
+                    log.warning("frame metadata: %s; frames are stored without their axes", problem)
                 check_frame(image)
-                stream = self._stream_for(image, info, source)
-                stream.add(image, self._camera_time_ms(info), info.metadata, info.axes)
+                stream = self.router.stream_for(image, info)
+                failure = stream.failure
+                if failure is not None:  # a flag, checked before anything is copied
+                    self.counters.reject(failure)
+                    return False
+                durable = stream.add(image, self._camera_time_ms(info), info.metadata, info.axes)
             except (FrameShapeError, FrameFormatError) as err:
-                self._reject(err.message)
+                self.counters.reject(err.message)
                 return False
-            except LivePSSRError as err:  # store failure: the frame goes to Micro-Manager's storage only
-                self._reject(err.message)
+            except LivePSSRError as err:  # the store refused it: it goes to Micro-Manager's storage only
+                self.counters.reject(err.message)
+                return False
+            except Exception as err:  # never into the acquisition; counted, and reported at the end
+                self.counters.reject(f"internal error: {type(err).__name__}: {err}")
+                self.counters.error(f"{source} frame could not be taken: {type(err).__name__}: {err}")
                 return False
             self._current = stream
-            return True
+            return durable
 
     def _camera_time_ms(self, info: FrameInfo) -> float:
         if self._t0 is None:
             self._t0 = info.timestamp_s
         return (info.timestamp_s - self._t0) * 1e3
 
-    def _reject(self, reason: str) -> None:
-        self.rejected += 1
-        if reason in self.rejected_reasons:
-            self.rejected_reasons[reason] += 1
-            return
-        if len(self.rejected_reasons) < MAX_REASONS:
-            self.rejected_reasons[reason] = 1
-        log.warning("frame not stored (passed on to Micro-Manager): %s", reason)
+    def _stream_failed(self, message: str, n_frames: int) -> None:
+        self.counters.error(message)
+        if n_frames:
+            self.counters.reject(message, n_frames)
 
-    def _error(self, message: str) -> None:
-        log.error("%s", message)
-        if len(self.errors) < 100:
-            self.errors.append(message)
-
-    def _decide_layout(self, info: FrameInfo) -> None:
-        if self.layout_request == "single":
-            split: tuple[str, ...] = ()
-        elif self._mda_sizes:
-            split = order_axes([MDA_AXES.get(k, k) for k, n in self._mda_sizes.items() if n > 1])
-            if not split and self.layout_request == "series":
-                split = order_axes(list(info.axes))
-        else:
-            split = order_axes(list(info.axes))
-        self._split_axes = split
-        self.layout = "series" if (split or self.layout_request == "series") else "single"
-        log.info("layout %s%s", self.layout, f" split by {', '.join(split)}" if split else "")
-
-    def _stream_for(self, image: np.ndarray, info: FrameInfo, source: str) -> Stream:
-        if self._split_axes is None:
-            self._decide_layout(info)
-        key = split_key(info.axes, self._split_axes)
-        stream = self._streams.get(key)
-        if stream is not None:
-            return stream
-        name = stream_name(key)
-        taken = {s.name for s in self._streams.values()}
-        base, i = name, 2
-        while name in taken:
-            name, i = f"{base}-{i}", i + 1
-        path = self.store_path if self.layout == "single" else self.store_path / name
+    def _store_spec(self, path: Path, name: str, key: tuple, info: FrameInfo) -> StoreSpec:
         md = info.metadata
         px = md.get("pixel_size_um")
-        acquisition = {**self.acquisition, "source": source, "stream": {"name": name, "axes": dict(key)},
-                       "first_frame": md}
-        spec = StoreSpec(
-            path, overwrite=self.overwrite or self.layout == "series",
-            pixel_size_um=px if px and px > 0 else None,
+        acquisition = {**self.acquisition, "stream": {"name": name, "axes": dict(key)}, "first_frame": md}
+        return StoreSpec(
+            path, pixel_size_um=px if px and px > 0 else None,
             frame_interval_s=self.frame_interval_s if self.frame_interval_s is not None
             else (self._mda_interval_s or 0.0),
             run_metadata={**self.run_metadata, "acquisition": acquisition}, codec=self.codec,
+            reserve_bytes=self.reserve_bytes, fsync=self.fsync,
         )
 
-        def make_pipeline() -> LivePipeline:  # on the stream's starter thread
-            if self.layout == "series":
-                self._prepare_series_folder()
-            pipeline = LivePipeline(self.enhancer, spec, policy=self.policy,
-                                    enhance_queue_size=self.enhance_queue_size,
-                                    max_raw_queue_bytes=self.max_raw_queue_bytes).start()
-            if self.layout == "series":
-                self._write_index("recording")
-            return pipeline
-
-        stream = Stream(name, key, path, image.shape, image.dtype, make_pipeline, self._error)
-        self._streams[key] = stream
-        return stream
-
-    def _prepare_series_folder(self) -> None:
-        """Create the series group once (removing an old store first: overwrite was allowed)."""
-        with self._index_lock:
-            if self._series_ready:
-                return
-            if self.store_path.exists():
-                shutil.rmtree(self.store_path) if self.store_path.is_dir() else self.store_path.unlink()
-            write_series_index(self.store_path, [], self._session_info(), "recording")
-            self._series_ready = True
-
-    def _write_index(self, state: str, summary: SessionSummary | None = None) -> None:
-        with self._index_lock:
-            self._write_index_locked(state, summary)
-
-    def _write_index_locked(self, state: str, summary: SessionSummary | None) -> None:
-        streams = []
-        for s in list(self._streams.values()):
-            entry = {"name": s.name, "path": s.name, "axes": dict(s.key), "frames": s.n}
-            if summary is not None and s.name in summary.streams:
-                entry["summary"] = summary.streams[s.name].to_dict()
-            streams.append(entry)
-        write_series_index(self.store_path, streams, self._session_info(), state)
+    def _new_pipeline(self, spec: StoreSpec) -> LivePipeline:
+        return LivePipeline(self.enhancer, spec, policy=self.policy,
+                            enhance_queue_size=self.enhance_queue_size,
+                            max_raw_queue_bytes=self.max_raw_queue_bytes)
 
     def _session_info(self) -> dict[str, Any]:
         return {
-            "layout": self.layout, "split_axes": list(self._split_axes or ()),
-            "frames_received": self.frames_received, "rejected": self.rejected,
-            "rejected_reasons": dict(self.rejected_reasons), "after_close": self.after_close,
-            "own_storage": self.own_storage, "hook": self.timer.as_dict(), "errors": list(self.errors),
+            "layout": self.layout, "split_axes": list(self.router.split_axes or ()),
+            **self.counters.as_dict(), "own_storage": self.own_storage,
             "engine": self.enhancer.engine_name if self.enhancer is not None else None,
         }
 
     def _engine_ready(self, enhancer: Enhancer) -> None:
         """Record the engine chosen after the stores were created (build thread)."""
-        for s in list(self._streams.values()):
+        for s in list(self.router.streams.values()):
             store = s.pipeline.store if s.pipeline is not None else None
             if store is not None and not store.closed:
                 try:
                     store.update_run_metadata(engine=enhancer.engine_name)
                 except LivePSSRError as err:
-                    self._error(err.message)
+                    self.counters.error(err.message)

@@ -8,7 +8,9 @@ binning, image number, elapsed time). pymmcore-plus index keys are renamed
 preset's name when the event has one, ``z`` stays).
 
 Parsing is tolerant: Micro-Manager tag values are often strings, some are missing in snap mode;
-absent values are simply left out (the hook must never fail on metadata).
+absent values are simply left out (the hook must never fail on metadata). Metadata that is not
+a dict (``None``), or ``Axes`` that are not a dict, still give a FrameInfo: no axes, and a
+``metadata_problem`` note saying what was wrong, so the frame is stored with what can be known.
 """
 
 from __future__ import annotations
@@ -95,10 +97,18 @@ def _camera_tags(tags: dict[str, Any], out: dict[str, Any]) -> None:
         out["image_number"] = n
 
 
-def from_pycromanager(metadata: dict[str, Any], arrival_s: float | None = None) -> FrameInfo:
-    """Reduce pycromanager's ``image_process_fn`` metadata dict."""
-    axes = {str(k): _axis_value(v) for k, v in (metadata.get("Axes") or {}).items()}
-    out: dict[str, Any] = {"axes": axes}
+def from_pycromanager(metadata: Any, arrival_s: float | None = None) -> FrameInfo:
+    """Reduce pycromanager's ``image_process_fn`` metadata dict (anything else: no axes, noted)."""
+    out: dict[str, Any] = {}
+    if not isinstance(metadata, dict):
+        out["metadata_problem"] = f"metadata is {type(metadata).__name__}, not a dict"
+        metadata = {}
+    raw_axes = metadata.get("Axes")
+    if raw_axes is not None and not isinstance(raw_axes, dict):
+        out["metadata_problem"] = f"Axes is {type(raw_axes).__name__} {str(raw_axes)[:40]!r}, not a dict"
+        raw_axes = None
+    axes = {str(k): _axis_value(v) for k, v in (raw_axes or {}).items()}
+    out["axes"] = axes
     _camera_tags(metadata, out)
     if (e := _num(metadata.get("Exposure"))) is not None:
         out["exposure_ms"] = e
