@@ -203,6 +203,12 @@ class Harness:
         require_root()
         self._mount(["--bind", str(point), str(point)], point, "bind-mount")
         self.mounts.append(point)
+        for _ in range(50):  # a writer may hold a file open on the new mount for a moment (EBUSY)
+            res = subprocess.run(["mount", "-o", "remount,bind,ro", str(point)], capture_output=True,
+                                 text=True, timeout=30)
+            if res.returncode == 0:
+                return
+            time.sleep(0.005)
         self._mount(["-o", "remount,bind,ro", str(point)], point, "remount read-only")
 
     def unmount_all(self) -> list[str]:
@@ -225,7 +231,8 @@ class Harness:
     # ---------------------------------------------------------------- processes
     def spawn(self, args: list[str], name: str) -> Cli:
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+               "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
+               "LIVE_PSSR_RESCUE_DIR": str(self.tmp / "rescue")}
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
         out = open(self.logs / f"{name}.stdout", "w")  # noqa: SIM115 - closed in Cli.finish
@@ -245,6 +252,7 @@ class Harness:
         """A LiveSession (imported the public way), stopped at teardown if the test did not."""
         from live_pssr import LiveSession
 
+        kwargs.setdefault("rescue_dir", self.tmp / "rescue")  # rescued frames stay in the test's folder
         s = LiveSession(**kwargs)
         self.sessions.append(s)
         return s
@@ -598,17 +606,34 @@ def check_stored_frames(out: Output, fed: list[Fed]) -> dict[str, list[int]]:
     return stored
 
 
+def check_rescued_frames(summary: Any, fed: list[Fed]) -> set[int]:
+    """Tags of the frames the summary says were rescued (rescue tifs, read with tifffile), bit-exact."""
+    import tifffile
+
+    by_tag = {f.tag: f for f in fed}
+    tags: set[int] = set()
+    for path in (getattr(summary, "rescued", None) or {}).values():
+        data = tifffile.imread(path).reshape((-1, *next(iter(by_tag.values())).image.shape))
+        for page in data:
+            f = by_tag.get(int(page[0, 0]))
+            assert f is not None, f"{path}: a rescued frame (tag {int(page[0, 0])}) is no frame that was fed"
+            assert np.array_equal(page, f.image), f"{path}: rescued frame {f.tag} differs from the fed one"
+            tags.add(f.tag)
+    return tags
+
+
 def check_session_contract(summary: Any, out: Output, fed: list[Fed], own_storage: bool,
                            fault: str | None) -> list[str]:
     """The data-safety contract for a session fed ``fed``; returns notes (not failures)."""
     notes: list[str] = []
     stored = check_stored_frames(out, fed)
     stored_tags = {t for tags in stored.values() for t in tags}
+    rescued_tags = check_rescued_frames(summary, fed)
     n_fed = len(fed)
-    # acknowledged frames are all in the store
+    # acknowledged frames are all in the store, or in a rescue file the summary names
     if own_storage:
         acked = [f.tag for f in fed if f.returned is None]
-        lost = sorted(set(acked) - stored_tags)
+        lost = sorted(set(acked) - stored_tags - rescued_tags)
         assert not lost, (f"{len(lost)} frame(s) acknowledged with own_storage=True (hook returned None) "
                           f"are not in the store: tags {lost[:8]}; store holds {out.n_total} frames")
     # the summary agrees with the store
@@ -629,7 +654,7 @@ def check_session_contract(summary: Any, out: Output, fed: list[Fed], own_storag
             both = sorted(i for i in idx if i < view.n)
             assert not both, f"stream {name}: frames {both[:5]} listed as not stored but are in the store"
     rejected = int(summary.rejected)
-    unaccounted = n_fed - out.n_total - rejected
+    unaccounted = n_fed - out.n_total - rejected - len(rescued_tags)
     ok = unaccounted == 0 or (not_stored is not None and unaccounted == ns_total)
     assert ok, (f"{n_fed} frames fed = {out.n_total} stored + {rejected} rejected"
                 + (f" + {ns_total} listed in not_stored" if not_stored is not None

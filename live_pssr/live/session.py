@@ -115,6 +115,9 @@ class LiveSession:
         queued frames that count as durable); default 16 frames, at least 1 MiB.
     fsync : {"off", "commit"} or float
         Flush each commit to the disk (power-loss durability), or every N seconds.
+    rescue_dir : str or Path, optional
+        Where frames go that a failed store could not hold (default ``$LIVE_PSSR_RESCUE_DIR`` or
+        the temp folder; see :mod:`live_pssr.store.rescue`): best on another disk.
     run_metadata : dict, optional
         Extra metadata for every store's ``run`` attributes.
     """
@@ -137,6 +140,7 @@ class LiveSession:
         codec: str = "lz4",
         reserve_bytes: int | None = None,
         fsync: str | float = "off",
+        rescue_dir: str | Path | None = None,
     ) -> None:
         try:
             self.policy = Policy(policy)
@@ -161,6 +165,7 @@ class LiveSession:
         self.codec = codec
         self.reserve_bytes = reserve_bytes
         self.fsync = fsync
+        self.rescue_dir = Path(rescue_dir) if rescue_dir is not None else None
         self.run_metadata = dict(run_metadata or {})
         self.enhancer: SharedEnhancer | None = None
         if enhance:
@@ -303,6 +308,7 @@ class LiveSession:
             errors=counters.errors.lines() + [e for e in stream_errors if e not in counters.errors.lines()],
             interrupted=interrupted,
             not_stored=[(name, i) for name, sm in summaries.items() for i in sm.not_stored],
+            rescued={name: sm.rescue_path for name, sm in summaries.items() if sm.rescue_path},
         )
         if self.layout == "series":
             try:
@@ -489,7 +495,7 @@ class LiveSession:
             frame_interval_s=self.frame_interval_s if self.frame_interval_s is not None
             else (self._mda_interval_s or 0.0),
             run_metadata={**self.run_metadata, "acquisition": acquisition}, codec=self.codec,
-            reserve_bytes=self.reserve_bytes, fsync=self.fsync,
+            reserve_bytes=self.reserve_bytes, fsync=self.fsync, rescue_dir=self.rescue_dir,
         )
 
     def _new_pipeline(self, spec: StoreSpec) -> LivePipeline:

@@ -107,8 +107,10 @@ class SessionSummary:
     engine: str
     errors: list[str]
     interrupted: bool = False
-    #: (stream name, frame index) of frames taken but not in the store (a store failure)
+    #: (stream name, frame index) of frames taken but neither in the store nor rescued
     not_stored: list[tuple[str, int]] = field(default_factory=list)
+    #: stream name -> rescue tif holding the frames its failed store could not hold
+    rescued: dict[str, str] = field(default_factory=dict)
 
     def _sum(self, name: str) -> int:
         return sum(getattr(s, name) for s in self.streams.values())
@@ -155,7 +157,8 @@ class SessionSummary:
             for name, s in self.streams.items():
                 lines.append(f"  {name}: raw {s.raw_written}, enhanced {s.enhanced_live}+{s.enhanced_after}, "
                              f"skipped {s.skipped}, failed {s.failed}, pending {s.pending}"
-                             + (f", NOT STORED {len(s.not_stored)}" if s.not_stored else ""))
+                             + (f", NOT STORED {len(s.not_stored)}" if s.not_stored else "")
+                             + (f", RESCUED {len(s.rescued)} to {s.rescue_path}" if s.rescued else ""))
         hook_ms = ("-" if hook.get("p50_ms") is None
                    else f"p50 {hook['p50_ms']:.3f} / p99 {hook['p99_ms']:.3f} / max {hook['max_ms']:.3f} ms"
                    f" (CPU {hook['cpu_mean_ms']:.3f} ms per frame)")

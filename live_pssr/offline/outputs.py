@@ -151,7 +151,9 @@ def create_output(spec: OutputSpec, overwrite: bool = False, inputs: tuple[Path,
             raise
     tmp = claim_file(spec.path, overwrite=overwrite, inputs=inputs)
     try:
-        return TifTarget.create(spec, tmp)
+        target = TifTarget.create(spec, tmp)
+        target.overwrite = overwrite  # at the end: replace a live-pssr output, or claim a free path
+        return target
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and not isinstance(err, StoreWriteError):
@@ -184,6 +186,7 @@ class TifTarget:
     """
 
     shared = False
+    overwrite = False  #: an existing live-pssr output at the path may be replaced at the end
 
     def __init__(self, path: Path, final: Path, single: bool, offset: int, frame_shape: tuple[int, int],
                  dtype: np.dtype) -> None:
@@ -273,7 +276,7 @@ class TifTarget:
             raise _write_failed(err, self.final, "nothing was written to the output") from err
         self.close()
         try:
-            commit_file(self.path, self.final)
+            commit_file(self.path, self.final, overwrite=self.overwrite)
         except StoreWriteError:
             self.abort()
             raise
@@ -485,23 +488,7 @@ class RunStoreTarget:
 
         The run state stays ``recording`` (never ``closed``), so readers see an unfinished run.
         """
-        store = self.store
-        if store.closed:
-            return
-        store._stop.set()  # noqa: SLF001 - RunStore has no abort(); close() would mark the run closed
-        if store._committer.is_alive():  # noqa: SLF001
-            store._committer.join()  # noqa: SLF001
-        reserve = getattr(store, "_reserve", None)  # space a RunStore may hold back for its last frames
-        if isinstance(reserve, Path):
-            reserve.unlink(missing_ok=True)
-            store._reserve = None  # noqa: SLF001
-        try:
-            store.commit()
-        except StoreWriteError:
-            pass
-        store.closed = True
-        if store.claim is not None:
-            store.claim.release()
+        self.store.abort()
 
     def __getstate__(self) -> dict[str, Any]:
         raise ConfigError("a run store output (.ome.zarr) cannot be written from other processes",

@@ -96,7 +96,8 @@ class StoreSpec:
     """Where and how to create the run store.
 
     ``inputs``: paths this run reads (a replayed recording): never replaced. ``claim``: the path
-    already claimed by the caller. ``reserve_bytes`` and ``fsync``: see :mod:`live_pssr.store.writer`.
+    already claimed by the caller. ``reserve_bytes`` and ``fsync``: see :mod:`live_pssr.store.writer`;
+    ``rescue_dir``: where frames go that a failed store could not hold (:mod:`live_pssr.store.rescue`).
     """
 
     path: str | Path
@@ -109,6 +110,7 @@ class StoreSpec:
     claim: OutputClaim | None = None
     reserve_bytes: int | None = None
     fsync: str | float = "off"
+    rescue_dir: Path | None = None
 
 
 @dataclass
@@ -181,6 +183,7 @@ class LivePipeline:
         self._threads: list[threading.Thread] = []
         self._status_lock = threading.Lock()
         self._early_status: list[tuple[int, FrameStatus]] = []
+        self._rescued: tuple[str | None, list[int]] = (None, [])
         self._summary: Summary | None = None
         self._lock = threading.Lock()
 
@@ -599,7 +602,40 @@ class LivePipeline:
                 self._error = err
             self._errors.add(err.message)
             summary = self._make_summary(interrupted, store.n_committed)
+        if summary.not_stored:
+            self._rescue(store, summary.not_stored)
+            summary = self._make_summary(interrupted, store.n_committed)
+        if summary.not_stored:
+            self._errors.add(f"{len(summary.not_stored)} frame(s) taken but neither stored nor rescued: "
+                             f"{Summary.ranges(summary.not_stored)}")
+            summary = self._make_summary(interrupted, store.n_committed)
         return summary
+
+    def _rescue(self, store: RunStore, missing: list[int]) -> None:
+        """Write the frames the store does not hold to a rescue tif (see :mod:`live_pssr.store.rescue`)."""
+        from ..store.rescue import rescue_frames
+
+        queued = {f.index: f for f, _ in self._raw_q}
+        frames: list[Frame] = []
+        for i in missing:
+            if i in queued:
+                frames.append(queued[i])
+                continue
+            try:  # written but never committed: read it back from the failed disk
+                records = store.records
+                frames.append(Frame(i, store.read_raw(i), float(records.get(i, "camera_time_ms"))))
+            except Exception as err:  # unreadable: it stays in not_stored
+                log.error("frame %d could not be read back for the rescue: %s", i, err)
+        if not frames:
+            return
+        try:
+            path = rescue_frames(frames, self.spec.path, self.spec.rescue_dir)
+        except Exception as err:
+            self._errors.add(f"the frames the store could not hold could not be rescued either: {err}")
+            log.error("rescue failed: %s", err)
+            return
+        self._rescued = (str(path), [f.index for f in frames])
+        log.error("%d frame(s) the store could not hold were rescued to %s", len(frames), path)
 
     def _make_summary(self, interrupted: bool, committed: int) -> Summary:
         c = self._counts
@@ -608,10 +644,9 @@ class LivePipeline:
         acq_span = (self._t_last - self._t_first) if n > 1 else 0.0
         enh_span = (self._enh_last - self._enh_first) if done > 1 else 0.0
         lat = np.array(self._all_latency)
-        not_stored = list(range(committed, n))
-        if not_stored:
-            self._errors.add(f"{len(not_stored)} frame(s) taken but not stored: "
-                             f"{Summary.ranges(not_stored)}")
+        rescue_path, rescued = self._rescued
+        saved = set(rescued)
+        not_stored = [i for i in range(committed, n) if i not in saved]
         return Summary(
             frames_acquired=n,
             raw_written=committed,
@@ -634,4 +669,6 @@ class LivePipeline:
             interrupted=interrupted,
             not_stored=not_stored,
             enhancement_disabled=self._enhancement_disabled,
+            rescued=list(rescued),
+            rescue_path=rescue_path,
         )

@@ -142,10 +142,14 @@ class Summary:
     not_stored: list[int] = field(default_factory=list)
     #: why enhancement stopped during the run (None: it ran to the end)
     enhancement_disabled: str | None = None
+    #: frames the failed store could not hold, written to ``rescue_path`` instead
+    rescued: list[int] = field(default_factory=list)
+    rescue_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["not_stored"] = self.ranges(self.not_stored)
+        d["rescued"] = self.ranges(self.rescued)
         return d
 
     @staticmethod
@@ -177,6 +181,9 @@ class Summary:
             ("model", self.model),
             ("store", self.store_path),
         ]
+        if self.rescued:
+            rows.append(("RESCUED", f"{len(self.rescued)} frame(s) the store could not hold "
+                         f"({self.ranges(self.rescued)}) are in {self.rescue_path}"))
         if self.not_stored:
             rows.append(("NOT STORED", f"{len(self.not_stored)} frame(s): {self.ranges(self.not_stored)}"))
         if self.enhancement_disabled:

@@ -106,21 +106,33 @@ def _holder(lock_path: Path) -> str:
 
 
 def _lock(lock_path: Path, create: bool) -> int | None:
-    """Open and ``flock`` ``lock_path`` without waiting; the fd, or None when someone holds it."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
-    fd = os.open(lock_path, flags, 0o644)
+    """Open and ``flock`` ``lock_path`` without waiting; the fd, or None when someone holds it.
+
+    The lock file is held open read-only (``flock`` needs no write access), so a held lock does
+    not keep its file system from being remounted read-only.
+    """
+    if create and not lock_path.exists():
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+    fd = os.open(lock_path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
-def _write_holder(fd: int) -> None:
+def _write_holder(lock_path: Path) -> None:
+    """Say who holds the lock (best effort: a full disk must not stop a claim that succeeded)."""
     text = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode("utf-8"), 0)
+    try:
+        lock_path.write_text(text, encoding="utf-8")
+    except OSError:
+        pass
 
 
 def _related(path: Path, inputs: tuple[Path, ...]) -> Path | None:
@@ -238,13 +250,25 @@ def claim_dir(path: str | Path, overwrite: bool = False, inputs: tuple[Path, ...
         raise os_error(err, path, "creating") from err
     try:
         fd = _lock(path / LOCK_NAME, create=True)
-        if fd is None:  # cannot happen for a folder we just made, unless another writer races in
-            raise StoreExistsError(f"output {path} is locked by {_holder(path / LOCK_NAME)}",
-                                   "each run needs its own output path")
-        _write_holder(fd)
-    except OSError as err:
+    except OSError as err:  # e.g. no space even for the empty lock file: leave nothing behind
+        _remove_empty(path)
         raise os_error(err, path, "creating") from err
+    if fd is None:  # cannot happen for a folder we just made, unless another writer races in
+        raise StoreExistsError(f"output {path} is locked by {_holder(path / LOCK_NAME)}",
+                               "each run needs its own output path")
+    _write_holder(path / LOCK_NAME)
     return OutputClaim(path, fd, is_dir=True)
+
+
+def _remove_empty(path: Path) -> None:
+    """Remove a folder this process just created, if it holds nothing but an empty lock file."""
+    try:
+        lock = path / LOCK_NAME
+        if lock.exists() and lock.stat().st_size == 0 and len(list(path.iterdir())) == 1:
+            lock.unlink()
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def claim_file(path: str | Path, overwrite: bool = False, inputs: tuple[Path, ...] = ()) -> Path:
@@ -279,10 +303,27 @@ def claim_file(path: str | Path, overwrite: bool = False, inputs: tuple[Path, ..
     return tmp
 
 
-def commit_file(tmp: Path, path: Path) -> None:
-    """Move a completely written temporary output into place (atomic rename)."""
+def commit_file(tmp: Path, path: Path, overwrite: bool = False) -> None:
+    """Move a completely written temporary output into place (atomic).
+
+    Without ``overwrite`` the path must still be free: a hard link claims it exclusively (a
+    writer that raced in meanwhile keeps its file, and this one gets StoreExistsError). With
+    ``overwrite`` the old output (checked by :func:`claim_file`) is replaced by a rename.
+    """
+    path = Path(path)
     try:
-        os.replace(tmp, path)
+        if overwrite and path.exists():
+            check_replaceable(path)
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise StoreExistsError(f"output {path} was written by another writer meanwhile",
+                                   f"the finished output is kept as {tmp}; move it yourself") from None
+        os.unlink(tmp)
+    except StoreExistsError:
+        raise
     except OSError as err:
         raise os_error(err, path, "finishing") from err
 

@@ -370,14 +370,8 @@ class RunStore:
         """
         if self.closed:
             return
-        self._stop.set()
-        if self._committer.is_alive():
-            self._committer.join()
+        self._stop_committer()
         try:
-            with self._space_lock:
-                reserve, self._reserve = self._reserve, None
-            if reserve is not None:
-                reserve.unlink(missing_ok=True)
             self.commit()
             self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
                             closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -392,6 +386,36 @@ class RunStore:
             self.closed = True
             if self.claim is not None:
                 self.claim.release()
+
+    def abort(self) -> None:
+        """End a run that failed: make what was written visible if the disk allows, unlock.
+
+        The run state stays ``recording`` (never ``closed``), so readers see an unfinished run.
+        """
+        if self.closed:
+            return
+        self._stop_committer()
+        try:
+            self.commit()
+        except StoreWriteError as err:
+            log.error("could not commit the last frames of %s: %s", self.path, err.message)
+        finally:
+            self.closed = True
+            if self.claim is not None:
+                self.claim.release()
+
+    def _stop_committer(self) -> None:
+        """Stop the committer thread and free the reserve (room for the last commit)."""
+        self._stop.set()
+        if self._committer.is_alive():
+            self._committer.join()
+        with self._space_lock:
+            reserve, self._reserve = self._reserve, None
+        if reserve is not None:
+            try:
+                reserve.unlink(missing_ok=True)
+            except OSError as err:
+                log.error("could not remove the disk reserve %s: %s", reserve, err)
 
     def update_run_metadata(self, **values: Any) -> None:
         """Add run metadata (e.g. the engine chosen after start)."""
