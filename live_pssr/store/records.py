@@ -1,4 +1,4 @@
-"""Per-frame records: column names, dtypes, status codes, and the growable in-memory table.
+"""Per-frame records: column names, dtypes, status codes, and the bounded in-memory table.
 
 Columns (one 1-D zarr array each under ``frames/``; times in seconds since the run's start on the
 host's monotonic clock, except ``camera_time_ms`` which is the camera's own):
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,34 +56,73 @@ def fill_value(name: str) -> float | int:
 
 
 class RecordTable:
-    """Growable columns, written by several threads, flushed chunk-wise by the store."""
+    """Per-frame columns in chunks of :data:`ROWS_PER_CHUNK` rows, written by several threads.
 
-    def __init__(self) -> None:
+    Memory stays bounded over any run length: a chunk that is on disk and unchanged since
+    (:meth:`take_dirty` then :meth:`written`) is dropped once more than ``keep`` chunks are in
+    memory, and read back through ``load(chunk)`` the next time a row of it changes (a backlog
+    frame enhanced long after it was taken).
+    """
+
+    def __init__(self, load: Callable[[int], dict[str, np.ndarray]] | None = None, keep: int = 4) -> None:
         self.lock = threading.Lock()
-        self.cols = {k: np.full(ROWS_PER_CHUNK, fill_value(k), dtype=d) for k, d in COLUMNS.items()}
+        self._chunks: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._on_disk: set[int] = set()
         self.dirty_chunks: set[int] = set()
+        self._load, self._keep = load, max(1, keep)
 
-    def _ensure(self, index: int) -> None:
-        cap = len(self.cols["index"])
-        if index >= cap:
-            new = max(cap * 2, (index // ROWS_PER_CHUNK + 1) * ROWS_PER_CHUNK)
-            for k, a in self.cols.items():
-                b = np.full(new, fill_value(k), dtype=a.dtype)
-                b[:cap] = a
-                self.cols[k] = b
+    def _chunk(self, c: int) -> dict[str, np.ndarray]:
+        chunk = self._chunks.get(c)
+        if chunk is not None:
+            self._chunks.move_to_end(c)
+            return chunk
+        if c in self._on_disk and self._load is not None:
+            chunk = {k: np.array(v, dtype=COLUMNS[k]) for k, v in self._load(c).items()}
+        else:
+            chunk = {k: np.full(ROWS_PER_CHUNK, fill_value(k), dtype=d) for k, d in COLUMNS.items()}
+        self._chunks[c] = chunk
+        self._evict()
+        return chunk
+
+    def _evict(self) -> None:
+        if self._load is None:
+            return
+        for c in list(self._chunks):
+            if len(self._chunks) <= self._keep:
+                return
+            if c not in self.dirty_chunks and c in self._on_disk:
+                del self._chunks[c]
 
     def set(self, row: int, /, **values: float | int) -> None:
         """Set columns of ``row`` (thread-safe)."""
+        c, r = divmod(row, ROWS_PER_CHUNK)
         with self.lock:
-            self._ensure(row)
+            chunk = self._chunk(c)
             for k, v in values.items():
-                self.cols[k][row] = v
-            self.dirty_chunks.add(row // ROWS_PER_CHUNK)
+                chunk[k][r] = v
+            self.dirty_chunks.add(c)
 
     def get(self, index: int, name: str) -> float | int:
+        c, r = divmod(index, ROWS_PER_CHUNK)
         with self.lock:
-            return self.cols[name][index] if index < len(self.cols[name]) else fill_value(name)
+            if c not in self._chunks and c not in self._on_disk:
+                return fill_value(name)
+            return self._chunk(c)[name][r]
 
-    def column(self, name: str, n: int) -> np.ndarray:
+    def take_dirty(self) -> dict[int, dict[str, np.ndarray]]:
+        """Copies of the chunks changed since the last call (for the store's commit)."""
         with self.lock:
-            return self.cols[name][:n].copy()
+            dirty = sorted(self.dirty_chunks)
+            self.dirty_chunks.clear()
+            return {c: {k: a.copy() for k, a in self._chunks[c].items()} for c in dirty}
+
+    def written(self, chunks: list[int]) -> None:
+        """These chunks are on disk now (they may be dropped from memory)."""
+        with self.lock:
+            self._on_disk.update(chunks)
+            self._evict()
+
+    def not_written(self, chunks: list[int]) -> None:
+        """A commit of these chunks failed: they are dirty again."""
+        with self.lock:
+            self.dirty_chunks.update(chunks)

@@ -93,7 +93,7 @@ class RunStore:
                  commit_interval_s: float, t0: float | None = None, fsync: str | float = "off") -> None:
         self.path, self.raw, self.enhanced, self.columns = path, raw, enhanced, columns
         self.run = run
-        self.records = RecordTable()
+        self.records = RecordTable(load=self._load_records)
         self.commit_interval_s = commit_interval_s
         self.t0 = time.perf_counter() if t0 is None else t0
         self.n_appended = 0  # raw chunks on disk
@@ -113,6 +113,14 @@ class RunStore:
         self._stop = threading.Event()
         self.commit_error: StoreWriteError | None = None
         self._committer = threading.Thread(target=self._commit_loop, name="live-pssr-commit", daemon=True)
+
+    def _load_records(self, chunk: int) -> dict[str, np.ndarray]:
+        """A record chunk back from disk (the table keeps only recent chunks in memory)."""
+        out = {}
+        for k, arr in self.columns.items():
+            data = arr.read_chunk((chunk,))
+            out[k] = data if data is not None else np.full(ROWS_PER_CHUNK, fill_value(k), dtype=COLUMNS[k])
+        return out
 
     def _commit_loop(self) -> None:
         while not self._stop.wait(self.commit_interval_s):
@@ -312,24 +320,20 @@ class RunStore:
         """Make every appended frame and every record change visible; returns frames committed."""
         with self._commit_lock:
             n = self.n_appended
-            with self.records.lock:
-                dirty = sorted(self.records.dirty_chunks)
-                self.records.dirty_chunks.clear()
-                chunks = {k: {c: self.records.cols[k][c * ROWS_PER_CHUNK:(c + 1) * ROWS_PER_CHUNK].copy()
-                              for c in dirty} for k in COLUMNS}
+            chunks = self.records.take_dirty()
             try:
                 self._with_space(lambda: self._commit(n, chunks))
             except OSError as err:
-                with self.records.lock:
-                    self.records.dirty_chunks.update(dirty)
+                self.records.not_written(list(chunks))
                 raise _write_error(err, self.path) from err
+            self.records.written(list(chunks))
             self.n_committed = n
             return n
 
-    def _commit(self, n: int, chunks: dict[str, dict[int, np.ndarray]]) -> None:
-        for k, arr in self.columns.items():
-            for c, data in chunks[k].items():
-                arr.write_chunk((c,), _pad(data, k), atomic=True)
+    def _commit(self, n: int, chunks: dict[int, dict[str, np.ndarray]]) -> None:
+        for c, cols in chunks.items():
+            for k, arr in self.columns.items():
+                arr.write_chunk((c,), cols[k], atomic=True)
         due = self.fsync is not None and (time.monotonic() - self._last_sync >= self.fsync
                                           or self._stop.is_set())
         if due:
@@ -459,11 +463,3 @@ def _allocate(path: Path, nbytes: int) -> None:
 
 def _group(attrs: dict[str, Any]) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": attrs}
-
-
-def _pad(data: np.ndarray, name: str) -> np.ndarray:
-    if data.size == ROWS_PER_CHUNK:
-        return data
-    out = np.full(ROWS_PER_CHUNK, fill_value(name), dtype=data.dtype)
-    out[: data.size] = data
-    return out
