@@ -10,7 +10,7 @@ index 0.
 
 * :class:`SimulatedSource`: frames of :class:`~live_pssr.sim.SimulatedMicroscope` (endless).
 * :class:`ReplaySource`: a TIFF stack, a zarr / OME-Zarr array or a run store's raw frames, read
-  lazily frame by frame through :mod:`live_pssr.offline.inputs` (the reader ``enhance`` uses).
+  lazily frame by frame through :mod:`live_pssr.stacks` (the reader ``enhance`` uses).
 * :func:`open_source`: ``"sim"`` or a path.
 """
 
@@ -154,7 +154,7 @@ class ReplaySource:
     """Replay a recorded timelapse as a live source.
 
     The recording is read through live-pssr's one stack reader,
-    :func:`live_pssr.offline.inputs.open_input` (lazily, frame by frame; the same axes, pixel
+    :func:`live_pssr.stacks.open_input` (lazily, frame by frame; the same axes, pixel
     sizes and checks as ``live-pssr enhance``): a damaged file (a truncated tif, a corrupt zarr
     chunk), an empty one or an unfinished enhance output is a
     :class:`~live_pssr.errors.FrameFormatError` naming the problem, never a traceback.
@@ -194,7 +194,7 @@ class ReplaySource:
         loop: bool = False,
         pixel_size_um: float | None = None,
     ) -> None:
-        from .offline.inputs import open_input
+        from .stacks import open_input
 
         self.path = Path(path)
         if not fps > 0:

@@ -1,7 +1,7 @@
 """Offline enhancement of recorded data: a file in, the enhanced file out (or arrays in memory).
 
 :func:`enhance_file` is ``live-pssr enhance``: it opens the input lazily
-(:func:`~live_pssr.offline.inputs.open_input`), checks the output path, loads the model, decides
+(:func:`~live_pssr.stacks.open_input`), checks the output path, loads the model, decides
 the tiling (frames larger than ``tile`` go through :class:`~live_pssr.tiling.TiledEngine`; the
 default overlap is the exact one, twice the model's measured receptive field), picks the output
 dtype mapping, builds the engine once (``auto`` is resolved here, so every worker runs the same
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..modelio import DEFAULT_MODEL, LoadedModel, load_model
-from .inputs import InputStack, check_frame_values, open_input, path_kind
+from ..stacks import InputStack, check_frame_values, open_input, path_kind
 from .outputs import OutputSpec, check_output_path, create_output
 from .schedule import check_scheduler, plan_blocks, run_dask, run_in_process
 from .work import EnhanceJob, IntensityMap, build_enhancer, make_job_engine

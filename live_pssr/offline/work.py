@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .inputs import InputStack, check_frame_values
+from ..stacks import InputStack, check_frame_values
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, FrameFormatError, LivePSSRError
+from .errors import ConfigError, FrameFormatError, LivePSSRError
 
 
 class InputNotFoundError(FrameFormatError, FileNotFoundError):
