@@ -286,3 +286,86 @@ def test_view_screenshot_into_a_folder(capsys, monkeypatch, series_run, tmp_path
     (tmp_path / "file").write_text("x")
     code, text = run_cli(capsys, monkeypatch, "view", store, "--screenshot", tmp_path / "file" / "v.png")
     assert_clear_error(code, text, "--screenshot", "is a file, not a folder")
+
+
+# ------------------------------------------------------------------------------------------- bench
+def test_bench_pipeline_creates_a_missing_dir(capsys, monkeypatch, tmp_path, tiny_model_path):
+    folder = tmp_path / "scratch" / "disk-under-test"  # neither level exists yet
+    code, text = run_cli(capsys, monkeypatch, "bench", "pipeline", "--dir", folder, "--disk-mb", "8",
+                         "--frames-512", "2", "--frames-2048", "2", "--live-frames", "2", "--engine", "torch",
+                         "--model", tiny_model_path, "--json", tmp_path / "out" / "pipeline.json")
+    assert code == 0, text
+    assert folder.is_dir() and not any(folder.iterdir())  # the output folder stays, its scratch is removed
+    rows = json.loads((tmp_path / "out" / "pipeline.json").read_text())["rows"]
+    assert [r["test"] for r in rows] == ["disk", "raw-write", "raw-write", "raw-sustain", "live", "live"]
+
+
+def test_bench_scratch_dir_is_created_or_refused(tmp_path):
+    from live_pssr.bench.report import scratch_dir
+    from live_pssr.errors import ConfigError
+
+    made = scratch_dir(tmp_path / "a" / "b", "x-")
+    assert made.parent == tmp_path / "a" / "b" and made.is_dir()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        scratch_dir(tmp_path / "f", "x-")
+
+
+def hook(**change: str) -> list[str]:
+    """A tiny ``bench hook`` command line with ``change`` (option name without dashes -> value)."""
+    opts = {"sizes": "32", "frames": "3", "exposure": "1", "backend": "mda", "repeats": "1", **change}
+    return ["bench", "hook", "--no-enhance", "--quick", *[x for k, v in opts.items() for x in (f"--{k}", v)]]
+
+
+def viewer(**change: str) -> list[str]:
+    opts = {"size": "32", "repeats": "1", "engine": "torch", **change}
+    return ["bench", "viewer", "--quick", *[x for k, v in opts.items() for x in (f"--{k}", v)]]
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["bench", "pipeline", "--dir", "{file}"], ["--dir", "is a file, not a folder", "created when missing"]),
+    (["bench", "pipeline", "--model", "nope"], ["no model named 'nope'", "available models"]),
+    (["bench", "pipeline", "--engine", "nope"], ["--engine 'nope' is not an engine", "choose auto"]),
+    (["bench", "pipeline", "--json", "{tmp}"], ["--json", "is a folder, not a file"]),
+    (["bench", "engines", "--sizes", "abc", "--models", "random"], ["--sizes 'abc'", "e.g. --sizes 128,256"]),
+    (["bench", "engines", "--sizes", "0", "--models", "random"], ["numbers >= 16"]),
+    (["bench", "engines", "--sizes", "-16", "--models", "random"], ["numbers >= 16"]),
+    (["bench", "engines", "--sizes", "32", "--engines", "bogus", "--models", "random", "--device", "cpu"],
+     ["--engines: 'bogus' is not an engine", "eager"]),
+    (["bench", "engines", "--sizes", "32", "--device", "tpu", "--models", "random"],
+     ["--device 'tpu' is not cpu or cuda", "--device cpu"]),
+    (hook(sizes="abc"), ["--sizes 'abc'", "e.g. --sizes 512,2048"]),
+    (hook(frames="0"), ["--frames '0'", "numbers >= 2"]),
+    (hook(exposure="-5"), ["--exposure '-5'", "numbers >= 0.001"]),
+    (hook(timing="bogus"), ["--timing 'bogus' is not one of exposure, fast"]),
+    (hook(backend="bogus"), ["--backend 'bogus'", "pycromanager"]),
+    (hook(policy="bogus"), ["--policy 'bogus'", "preview"]),
+    (hook(dir="{file}"), ["--dir", "is a file"]),
+    (viewer(fps="0"), ["--fps 0 must be a number above 0"]),
+    (viewer(fps="-1"), ["--fps -1 must be a number above 0"]),
+    (viewer(seconds="0"), ["--seconds 0 must be a number above 0"]),
+])
+def test_bench_bad_values(capsys, monkeypatch, tmp_path, args, named):
+    (tmp_path / "file").write_text("x")
+    args = [str(a).format(file=tmp_path / "file", tmp=tmp_path) for a in args]
+    code, text = run_cli(capsys, monkeypatch, *args)
+    assert_clear_error(code, text, *named)
+    assert "repeat 1/1" not in text  # refused before anything was measured
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (hook(threads="0"), "--threads"),
+    (viewer(size="0"), "--size"),
+    (["bench", "pipeline", "--live-frames", "0"], "--live-frames"),
+    (["bench", "pipeline", "--frames-512", "1"], "--frames-512"),
+])
+def test_bench_values_out_of_range(capsys, monkeypatch, args, option):
+    code, text = run_cli(capsys, monkeypatch, *args)
+    assert_usage_error(code, text, option, "greater than or equal to")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_bench_engines_on_cuda_without_a_gpu(capsys, monkeypatch):
+    code, text = run_cli(capsys, monkeypatch, "bench", "engines", "--device", "cuda", "--sizes", "32",
+                         "--models", "random")
+    assert_clear_error(code, text, "no CUDA GPU is usable here", "--device cpu")

@@ -102,6 +102,19 @@ def configs(device: str, quick: bool) -> list[tuple[str, str, str, dict[str, Any
     return out
 
 
+def check_device(device: str) -> str:
+    """``--device``: cpu, or cuda[:N] on a machine with that GPU (else every row would be 'unavailable')."""
+    from ..engines.capabilities import cuda_available
+    from ..errors import ConfigError, EngineUnavailableError
+
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"--device {device!r} is not cpu or cuda", "use --device cpu or --device cuda")
+    if device.startswith("cuda") and not cuda_available():
+        raise EngineUnavailableError(f"--device {device}: no CUDA GPU is usable here",
+                                     "use --device cpu, or run on a GPU machine with the CUDA build of torch")
+    return device
+
+
 def _models(spec: str | None, tmp: Path) -> list[Any]:
     from ..modelio import DEFAULT_MODEL, ModelSpec, available_models, load_model, save_model
     from ..nets import FastSRNet
@@ -268,10 +281,19 @@ def command(
     from rich.console import Console
 
     from ..engines.select import normalize_device
-    from .report import report
+    from .report import check_json_path, number_list, report
 
-    dev = normalize_device(device)
-    size_list = [int(s) for s in sizes.split(",") if s.strip()]
+    dev = check_device(normalize_device(device))
+    size_list = number_list(sizes, "--sizes", int, 16, "128,256")
+    if engines:
+        known = sorted({c[0] for c in configs(dev, False)} | {c[1] for c in configs(dev, False)})
+        for name in (e.strip() for e in engines.split(",")):
+            if name not in known:
+                from ..errors import ConfigError
+
+                raise ConfigError(f"--engines: {name!r} is not an engine benchmarked on {dev}",
+                                  f"use some of {', '.join(known)} (comma-separated)")
+    check_json_path(json_path)
     if quick and sizes == DEFAULT_SIZES:
         size_list = [128, 256]
     with tempfile.TemporaryDirectory() as tmp:

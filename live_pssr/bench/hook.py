@@ -28,7 +28,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,9 +101,9 @@ def bench_size(size: int, n: int, exposure_ms: float, timing: str, backends: lis
                folder: Path, model: Any, engine: str, policy: str, enhance: bool,
                say: Any = print) -> list[dict]:
     """Rows for one frame size: baseline vs hook, interleaved ``repeats`` times per backend."""
+    from ..live.session import LiveSession
     from ..mm.core import simulated_camera, simulated_core
     from ..mm.pycromanager_bridge import SnakeUniMMCore, pycromanager_backend
-    from ..session import LiveSession
     from ..sim import MicroscopeConfig
 
     config = MicroscopeConfig(height=size, width=size, upscale=1, seed=0)
@@ -180,21 +179,28 @@ def command(
     repeats: Annotated[int, typer.Option(min=1, help="Interleaved baseline/hook pairs per row.")] = 2,
     model: Annotated[str, typer.Option(help="Model enhancing in the background.")] = "mito-sr4-fast",
     threads: Annotated[int | None, typer.Option(
-        help="torch threads for the model (default: all cores but one, leaving one to acquire).")] = None,
+        min=1, help="torch threads for the model (default: all cores but one, leaving one to acquire).")
+    ] = None,
     engine: Annotated[str, typer.Option(help="Engine for the model.")] = "torch",
     policy: Annotated[str, typer.Option(help="preview or complete.")] = "preview",
     enhance: Annotated[bool, typer.Option("--enhance/--no-enhance", help="Run the model.")] = True,
-    out_dir: Annotated[Path | None, typer.Option("--dir", help="Folder for the run stores.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--dir", help="Folder for the run stores (created when missing; default: the temp folder).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Few frames (a smoke run).")] = False,
 ) -> None:
     """Acquisition frame rate with and without live-pssr's hook, and the hook's cost per frame."""
     from ..errors import ConfigError
     from ..modelio import load_model
-    from .report import report
+    from .report import check_engine_name, check_json_path, number_list, one_of, report, scratch_dir
 
-    size_list = [int(s) for s in sizes.split(",")]
-    frame_list = [int(s) for s in frames.split(",")]
-    exposure_list = [float(s) for s in exposure.split(",")]
+    size_list = number_list(sizes, "--sizes", int, 16, "512,2048")
+    frame_list = number_list(frames, "--frames", int, 2, "300,100")
+    exposure_list = number_list(exposure, "--exposure", float, 0.001, "5,40")
+    one_of(timing, "--timing", ("exposure", "fast"))
+    one_of(backend, "--backend", ("both", "pycromanager", "mda"))
+    one_of(policy, "--policy", ("preview", "complete"))
+    check_engine_name(engine)
+    check_json_path(json_path)
     if not (len(size_list) == len(frame_list) == len(exposure_list)):
         raise ConfigError("--sizes, --frames and --exposure need one value per size",
                           "e.g. --sizes 512,2048 --frames 300,100 --exposure 5,40")
@@ -208,7 +214,7 @@ def command(
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
     console = Console(stderr=True)
     loaded = load_model(model) if enhance else None
-    folder = Path(tempfile.mkdtemp(prefix="live-pssr-bench-hook-", dir=out_dir))
+    folder = scratch_dir(out_dir, "live-pssr-bench-hook-")
     rows: list[dict] = []
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -162,7 +161,7 @@ def bench_sustain(folder: Path, shape: tuple[int, int], n_frames: int, codec: st
 
 def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, policy: str,
                paced_fps: float | None) -> dict:
-    from ..commands._common import build_enhancer
+    from ..enhancer import build_enhancer
     from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
     from ..sim import MicroscopeConfig, SimulatedMicroscope
@@ -193,23 +192,31 @@ def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, 
 def command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = Path(
         "bench-results/pipeline.json"),
-    out_dir: Annotated[Path | None, typer.Option("--dir", help="Folder on the disk to test.")] = None,
-    frames_512: Annotated[int, typer.Option(help="Frames for the 512² raw test.")] = 1000,
-    frames_2048: Annotated[int, typer.Option(help="Frames for the 2048² raw test.")] = 300,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--dir", help="Folder on the disk to test (created when missing; default: the temp folder).")] = None,
+    frames_512: Annotated[int, typer.Option(min=2, help="Frames for the 512² raw test.")] = 1000,
+    frames_2048: Annotated[int, typer.Option(min=2, help="Frames for the 2048² raw test.")] = 300,
     codec: Annotated[str, typer.Option(help="lz4, zstd or none.")] = "lz4",
     model: Annotated[str, typer.Option(help="Model for the live rows.")] = "mito-sr4-fast",
     engine: Annotated[str, typer.Option(help="Engine for the live rows.")] = "auto",
-    live_frames: Annotated[int, typer.Option(help="Frames for the live rows.")] = 100,
+    live_frames: Annotated[int, typer.Option(min=2, help="Frames for the live rows.")] = 100,
+    disk_mb: Annotated[int, typer.Option(min=8, help="MB written to measure the disk's own speed.")] = 512,
     quick: Annotated[bool, typer.Option("--quick", help="Few frames (a smoke run).")] = False,
 ) -> None:
     """Raw write throughput vs the disk, pipeline overhead, end-to-end live fps and latency."""
-    from .report import report
+    from ..modelio import resolve_model
+    from ..store.chunks import check_codec
+    from .report import check_engine_name, check_json_path, report, scratch_dir
 
+    check_codec(codec)
+    check_engine_name(engine)
+    check_json_path(json_path)
+    resolve_model(model)  # the live rows come last: a bad name fails now, not after the raw tests
     if quick:
         frames_512, frames_2048, live_frames = 50, 10, 20
-    folder = Path(tempfile.mkdtemp(prefix="live-pssr-bench-", dir=out_dir))
+    folder = scratch_dir(out_dir, "live-pssr-bench-")
     try:
-        disk, method = disk_write_speed(folder)
+        disk, method = disk_write_speed(folder, disk_mb)
         rows: list[dict] = [{"test": "disk", "MB_s": disk, "method": method}]
         for shape, n in (((512, 512), frames_512), ((2048, 2048), frames_2048)):
             r = bench_raw(folder, shape, n, codec)

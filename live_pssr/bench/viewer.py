@@ -163,8 +163,8 @@ def bench_display(folder: Path, raw: list, enh: list, seconds: float, mode: str,
 def bench_pipeline_arm(folder: Path, enhancer: Any, raw: list, camera_fps: float, seconds: float,
                        warmup_s: float, with_viewer: bool, tag: str) -> dict[str, Any]:
     """One run of the real pipeline at the camera rate, headless or with the viewer."""
+    from ..live.runners import SourceRunner
     from ..pipeline import LivePipeline, StoreSpec
-    from ..runner import SourceRunner
 
     out = folder / f"pipe-{tag}.ome.zarr"
     pipeline = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy="preview")
@@ -239,7 +239,8 @@ def bench_pipeline_arm(folder: Path, enhancer: Any, raw: list, camera_fps: float
 def command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = Path(
         "bench-results/viewer.json"),
-    size: Annotated[int, typer.Option(help="Raw frame size (square); enhanced is size x upscale.")] = 512,
+    size: Annotated[int, typer.Option(
+        min=16, help="Raw frame size (square); enhanced is size x upscale.")] = 512,
     model: Annotated[str, typer.Option(help="Model for the pipeline rows.")] = "mito-sr4-fast",
     engine: Annotated[str, typer.Option(help="Engine for the pipeline rows.")] = "auto",
     camera_fps: Annotated[float, typer.Option("--fps", help="Camera rate for viewer and pipeline.")] = 30.0,
@@ -248,10 +249,15 @@ def command(
     quick: Annotated[bool, typer.Option("--quick", help="Short runs (a smoke test).")] = False,
 ) -> None:
     """Viewer draw rate at 512² raw / 2048² enhanced, and its cost in pipeline throughput."""
-    from ..commands._common import build_enhancer, has_display
+    from ..enhancer import build_enhancer
+    from ..live.driver import has_display
     from ..viewer.app import ensure_app
-    from .report import report
+    from .report import check_engine_name, check_json_path, positive, report
 
+    positive(camera_fps, "--fps", "30")
+    positive(seconds, "--seconds", "8")
+    check_engine_name(engine)
+    check_json_path(json_path)
     if quick:
         seconds, repeats = 2.0, 1
     ensure_app(offscreen=not has_display())
