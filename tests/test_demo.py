@@ -108,3 +108,23 @@ def test_demo_replays_a_recording(tmp_path, tiny_model_path):
     assert r.n_frames == 6 and r.run["acquisition"]["source"] == "replay"
     for t in range(6):
         np.testing.assert_array_equal(r.raw_frame(t), stack[t])
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (["--policy", "bogus"], ["--policy", "preview", "complete"]),
+    (["--size", "0"], ["--size"]),
+    (["--fps", "0"], ["--fps"]),
+    (["--laser-power", "0"], ["--laser-power"]),
+    (["--fsync", "sometimes"], ["--fsync", "commit"]),
+])
+def test_bad_options_name_the_option_not_an_internal_field(tmp_path, tiny_model_path, args, names):
+    proc = subprocess.run(
+        [sys.executable, "-m", "live_pssr.cli", "demo", "--headless", "--frames", "3", "--out",
+         str(tmp_path / "o.ome.zarr"), "--model", str(tiny_model_path), "--engine", "torch", *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text and "MicroscopeConfig" not in text
+    for name in names:
+        assert name in text, (name, text)
+    assert not (tmp_path / "o.ome.zarr").exists()  # nothing claimed for a run that cannot start

@@ -28,6 +28,22 @@ FsyncOpt = Annotated[str, typer.Option(
     "(flush every commit); N: flush at most every N seconds.")]
 
 
+def parse_fsync(text: str) -> str | float:
+    """``--fsync`` value: ``off``, ``commit`` or seconds (ConfigError naming the option otherwise)."""
+    from ..errors import ConfigError
+
+    if text in ("off", "commit"):
+        return text
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigError(f"--fsync {text!r} is not off, commit or a number of seconds",
+                          "use --fsync off (default), --fsync commit (every commit) or e.g. --fsync 5")
+    return seconds
+
+
 def exit_with(code: int) -> None:
     """End the command with ``code`` (130/143/129 after a signal) once everything is closed."""
     if code:

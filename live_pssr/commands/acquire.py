@@ -29,6 +29,7 @@ from ._common import (
     PolicyOpt,
     ScreenshotOpt,
     exit_with,
+    parse_fsync,
 )
 
 
@@ -117,6 +118,7 @@ def command(
     if simulate == (mm_config is not None):
         raise ConfigError("choose the microscope: --simulate or --mm-config FILE (exactly one)",
                           "live-pssr acquire --simulate, or live-pssr acquire --mm-config MMConfig.cfg")
+    fsync_setting = parse_fsync(fsync)
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_model(model)
@@ -139,7 +141,7 @@ def command(
     exposure_ms = float(core.getExposure())
     session = LiveSession(
         model=loaded, store=out, policy=policy, engine=engine, overwrite=overwrite,
-        frame_interval_s=interval or exposure_ms / 1e3, fsync=fsync,
+        frame_interval_s=interval or exposure_ms / 1e3, fsync=fsync_setting,
         run_metadata={"command": {"name": "acquire", "frames": frames, "interval_s": interval, **system}},
     )
     try:

@@ -18,6 +18,7 @@ from ._common import (
     PolicyOpt,
     ScreenshotOpt,
     exit_with,
+    parse_fsync,
 )
 
 
@@ -49,6 +50,7 @@ def command(
     from ..sim import MicroscopeConfig
     from ..sources import ReplaySource, SimulatedSource
 
+    fsync_setting = parse_fsync(fsync)
     loaded = load_model(model)
     if replay is not None:
         source = ReplaySource(replay, fps=fps, channel=channel)
@@ -62,6 +64,6 @@ def command(
     outcome = run_live(
         source=source, model=loaded, engine=engine, out=out, overwrite=overwrite, policy=policy,
         frames=frames, headless=headless, screenshot=screenshot, acquisition=acquisition,
-        inputs=(replay,) if replay is not None else (), fsync=fsync,
+        inputs=(replay,) if replay is not None else (), fsync=fsync_setting,
     )
     exit_with(outcome.exit_code)

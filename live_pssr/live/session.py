@@ -69,6 +69,7 @@ from ..pipeline import DisplayFrame, LivePipeline, PipelineStats, Policy, RunSta
 from ..store.chunks import check_codec
 from ..store.claim import claim_dir
 from ..store.series import write_frame_axes
+from ..store.writer import fsync_period
 from .frame_info import FrameInfo, from_mda, from_pycromanager
 from .shared_enhancer import SharedEnhancer
 from .stream import Stream
@@ -151,9 +152,7 @@ class LiveSession:
         if max_raw_queue_bytes <= 0:
             raise ConfigError(f"max_raw_queue_bytes={max_raw_queue_bytes} must be positive",
                               "give the raw queue's memory bound in bytes, e.g. 2 << 30 (2 GiB)")
-        from ..store.writer import _fsync_period
-
-        _fsync_period(fsync)  # bad values are refused before anything is claimed
+        fsync_period(fsync)  # bad values are refused before anything is claimed
         check_codec(codec)
         self.store_path = Path(store)
         self.overwrite = overwrite

@@ -62,7 +62,7 @@ from ..modelio import check_input_channels
 from ..store import FrameStatus, RunStore
 from ..store.chunks import check_codec
 from ..store.claim import OutputClaim, claim_dir
-from ..store.writer import blocks
+from ..store.writer import blocks, fsync_period
 from .display import DisplayFrame, DisplaySlot
 from .stats import ErrorLog, PipelineStats, RollingWindow, Summary
 
@@ -137,6 +137,7 @@ class LivePipeline:
         self.spec = store
         self.policy = Policy(policy)
         check_codec(store.codec)
+        fsync_period(store.fsync)  # bad settings are refused before the path is claimed
         self._claim = store.claim or claim_dir(Path(store.path), overwrite=store.overwrite,
                                                inputs=tuple(store.inputs))
         self.store: RunStore | None = None

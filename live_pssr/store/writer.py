@@ -104,7 +104,7 @@ class RunStore:
         self.claim: OutputClaim | None = None  # the path's lock, held until close
         self.reserve_bytes = 0
         self._reserve: Path | None = None
-        self.fsync = _fsync_period(fsync)
+        self.fsync = fsync_period(fsync)
         self._last_sync = time.monotonic()
         for arr in (raw, enhanced, *columns.values()):
             arr.fsync = self.fsync is not None
@@ -170,7 +170,7 @@ class RunStore:
         path = Path(path)
         dtype = np.dtype(dtype)
         h, w = raw_shape
-        period = _fsync_period(fsync)  # validate before claiming anything
+        period = fsync_period(fsync)  # validate before claiming anything
         if claim is None:
             claim = claim_dir(path, overwrite=overwrite, inputs=inputs)
         eh, ew = h * upscale, w * upscale
@@ -431,7 +431,7 @@ class RunStore:
             raise _write_error(err, self.path) from err
 
 
-def _fsync_period(fsync: str | float) -> float | None:
+def fsync_period(fsync: str | float) -> float | None:
     """``"off"`` -> None, ``"commit"`` -> 0, seconds -> seconds (ConfigError otherwise)."""
     from ..errors import ConfigError
 
