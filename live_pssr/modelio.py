@@ -134,6 +134,10 @@ def available_models() -> list[str]:
 def resolve_model(name_or_path: str | Path) -> Path:
     """Return the model file for a shipped/user model name or a path."""
     p, text = Path(name_or_path), str(name_or_path)
+    if not text.strip():
+        raise ModelFileError("no model given (an empty name)",
+                             f"pass a model name: {', '.join(available_models()) or 'none found'}, "
+                             "or a path to a .safetensors file")
     path_like = p.suffix == ".safetensors" or os.sep in text
     if p.is_dir():  # a folder: a mistake, unless a bare name that is also a model's name
         found = None if path_like else _named_model(text)

@@ -213,6 +213,10 @@ def test_evaluate_bad_values(capsys, monkeypatch, tmp_path, tiny_model_path, hq_
         assert_usage_error(code, text, "--max-images", "greater than or equal to 1")
     code, text = run_cli(capsys, monkeypatch, *base, "--seed", "-1")
     assert_usage_error(code, text, "--seed", "greater than or equal to 0")
+    code, text = run_cli(capsys, monkeypatch, *base, "--crappifier", tmp_path)
+    assert_clear_error(code, text, "is a folder, not a crappifier config file", "live-pssr calibrate")
+    code, text = run_cli(capsys, monkeypatch, *base, "--crappifier", tmp_path / "my_camera.yaml")
+    assert_clear_error(code, text, "my_camera.yaml does not exist", "live-pssr calibrate FRAMES --out")
     code, text = run_cli(capsys, monkeypatch, "evaluate", "--model", tiny_model_path, "--data",
                          "sim-timelapse", "--size", "0")
     assert_usage_error(code, text, "--size", "greater than or equal to 16")

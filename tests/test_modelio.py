@@ -186,6 +186,13 @@ def test_a_folder_is_not_a_model_file(tmp_path, tiny_model_path):
     assert "mito-sr4-fast" in err.value.hint
 
 
+def test_an_empty_model_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFileError, match="empty name") as err:
+        resolve_model("")
+    assert "mito-sr4-fast" in err.value.hint
+
+
 def test_a_folder_named_like_a_model_does_not_hide_the_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mito-sr4-fast").mkdir()

@@ -7,6 +7,7 @@ full result (per image, provenance, machine) as JSON with ``--json``. Data sets:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +37,12 @@ def parse_crappifier(value: str | None, upscale: int) -> dict[str, Any] | None:
         if isinstance(cfg, dict):
             cfg.setdefault("scale", upscale)
         return cfg
+    if Path(value).is_dir():
+        raise ConfigError(f"--crappifier {value} is a folder, not a crappifier config file",
+                          "pass the YAML written by `live-pssr calibrate`, '{kind: ..., ...}' or a kind name")
+    if value.endswith((".yaml", ".yml")) or os.sep in value:
+        raise ConfigError(f"crappifier config file {value} does not exist",
+                          "check the path, or write one with `live-pssr calibrate FRAMES --out FILE.yaml`")
     return {"kind": value, "scale": upscale}
 
 
