@@ -5,8 +5,9 @@ records (where a tile is read, which part of its output is kept, where that part
 :func:`stitch` assembles tile outputs; :func:`tiled_apply` does both around a function ``fn``
 that maps a float32 ``(..., h, w)`` array to ``(..., h*scale, w*scale)`` (the leading axes of the
 output may differ from the input's, e.g. an engine maps ``(B, F, h, w)`` to ``(B, 1, hs, ws)``).
-:class:`TiledEngine` wraps an inference engine so frames of any size go through it tile by tile
-(frames larger than a compiled shape, or a smaller tile after a CUDA out-of-memory error).
+:class:`~live_pssr.engines.AutoTileEngine` (the one tiling wrapper of an engine, live and offline)
+uses these so frames of any size go through an engine tile by tile (frames larger than a
+compiled shape or ``--tile``, or a smaller tile after a CUDA out-of-memory error).
 
 Design
 ------
@@ -229,31 +230,6 @@ def tiled_apply(
             yield spec, y
 
     return stitch(outputs(), (h * scale, w * scale), blend)
-
-
-class TiledEngine:
-    """An :class:`~live_pssr.engines.Engine` that runs ``inner`` tile by tile.
-
-    ``run`` takes any frame size; tiles are at most ``tile`` pixels (``prepare`` warms ``inner``
-    up for that shape). Name, device and precision are the inner engine's (name gets ``+tiled``).
-    """
-
-    def __init__(self, inner: Any, scale: int, tile: Pair, overlap: Pair, align: int = 4,
-                 blend: str = "crop") -> None:
-        if blend not in BLENDS:
-            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
-        self.inner, self.scale, self.align, self.blend = inner, scale, align, blend
-        self.tile, self.overlap = _pair(tile, "tile"), _pair(overlap, "overlap")
-        self.name = f"{inner.name}+tiled"
-        self.device, self.precision = inner.device, inner.precision
-
-    def prepare(self, input_shape: tuple[int, int, int, int]) -> None:
-        b, f, h, w = input_shape
-        self.inner.prepare((b, f, min(h, self.tile[0]), min(w, self.tile[1])))
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return tiled_apply(self.inner.run, batch, self.tile, self.overlap, self.scale, self.align,
-                           self.blend)
 
 
 def _net_frames(net: Any) -> int:

@@ -8,7 +8,6 @@ import torch
 
 from live_pssr.nets import FastSRNet
 from live_pssr.tiling import (
-    TiledEngine,
     blend_window,
     net_alignment,
     plan_tiles,
@@ -144,14 +143,14 @@ def test_wrong_scale_is_reported():
 
 
 def test_tiled_engine_wraps_an_engine(tiny_model):
-    from live_pssr.engines import make_engine
+    from live_pssr.engines import AutoTileEngine, make_engine
     from live_pssr.enhancer import Enhancer
 
     from .conftest import camera_frames
 
     inner = make_engine("torch", tiny_model)
-    tiled = TiledEngine(inner, scale=4, tile=96, overlap=56, align=4)
-    assert tiled.name == "torch+tiled" and tiled.device == "cpu" and tiled.precision == "fp32"
+    tiled = AutoTileEngine(inner, tiny_model, tile=96, overlap=56)  # the one tiling wrapper
+    assert tiled.name == "torch" and tiled.device == "cpu" and tiled.precision == "fp32"
     frame = camera_frames(1, (150, 130))[0]
     ref = Enhancer(tiny_model, engine=inner, out_dtype="float32").enhance(frame)
     out = Enhancer(tiny_model, engine=tiled, out_dtype="float32").enhance(frame)

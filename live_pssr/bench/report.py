@@ -102,19 +102,10 @@ def check_engine_name(name: str, option: str = "--engine") -> str:
 
 def check_json_path(path: Path | None) -> None:
     """``--json``: a file name, not a folder, with no file where its folder must be."""
-    from ..errors import ConfigError
+    from ..store.claim import check_output_file
 
-    if path is None:
-        return
-    if path.is_dir():
-        raise ConfigError(f"--json {path} is a folder, not a file",
-                          f"pass a file name, e.g. --json {path / 'bench.json'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--json {path}: {parent} is a file, not a folder",
-                                  "choose a path inside a folder")
-            return
+    if path is not None:
+        check_output_file(path, "--json", "bench.json")
 
 
 def scratch_dir(out_dir: Path | None, prefix: str) -> Path:

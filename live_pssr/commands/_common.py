@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..enhancer import build_enhancer  # noqa: F401 - the one enhancer factory, for the benchmarks
-from ..live.driver import has_display  # noqa: F401 - for view and the benchmarks
+from ..live.driver import has_display  # noqa: F401 - for view
 from ..pipeline import Policy
 
 HeadlessOpt = Annotated[bool, typer.Option("--headless", help="No viewer window.")]

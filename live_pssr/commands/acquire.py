@@ -119,6 +119,10 @@ def command(
         raise ConfigError("choose the microscope: --simulate or --mm-config FILE (exactly one)",
                           "live-pssr acquire --simulate, or live-pssr acquire --mm-config MMConfig.cfg")
     fsync_setting = parse_fsync(fsync)
+    if screenshot is not None:
+        from ..store.claim import check_output_file
+
+        check_output_file(screenshot, "--screenshot", "viewer.png")
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_model(model)

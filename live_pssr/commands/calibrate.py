@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ConfigError
+from ..store.claim import check_output_file
 
 
 def command(
@@ -87,14 +88,3 @@ def _frames(stack: Any, path: Path, option: str) -> Any:
     return stack
 
 
-def check_output_file(path: Path, option: str, example: str) -> None:
-    """An output file path is not a folder, and no file stands where its folder must be."""
-    if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder, not a file",
-                          f"pass a file name in it, e.g. {option} {path / example}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder",
-                                  "choose an output path inside a folder")
-            return

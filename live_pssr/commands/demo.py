@@ -51,6 +51,10 @@ def command(
     from ..sources import ReplaySource, SimulatedSource
 
     fsync_setting = parse_fsync(fsync)
+    if screenshot is not None:
+        from ..store.claim import check_output_file
+
+        check_output_file(screenshot, "--screenshot", "viewer.png")
     loaded = load_model(model)
     if replay is not None:
         source = ReplaySource(replay, fps=fps, channel=channel)

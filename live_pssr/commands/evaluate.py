@@ -69,10 +69,11 @@ def command(
     from ..errors import StoreWriteError
     from ..evaluate import METRICS, evaluate
     from ..modelio import load_model
+    from ..store.claim import check_output_file
 
     console = Console()
     if json_path is not None:
-        check_output_file(json_path, "--json")
+        check_output_file(json_path, "--json", "result.json")
     loaded = load_model(model)
     crap_cfg = parse_crappifier(crappifier, loaded.spec.upscale)
     result = evaluate(loaded, data, crappifier=crap_cfg, engine=engine, seed=seed, n_frames=frames,
@@ -104,21 +105,6 @@ def command(
                                   "choose a writable path with free space (the table above is the result)"
                                   ) from err
         console.print(f"wrote {json_path}")
-
-
-def check_output_file(path: Path, option: str) -> None:
-    """An output file path is not a folder, and no file stands where its folder must be."""
-    from ..errors import ConfigError
-
-    if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder, not a file",
-                          f"pass a file name, e.g. {option} {path / 'result.json'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder",
-                                  "choose an output path inside a folder")
-            return
 
 
 def _fmt(v: float | None, sign: bool = False) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..store.claim import check_output_file
 from ._common import ScreenshotOpt, has_display
 
 
@@ -19,14 +20,13 @@ def command(
     """Review a run: raw and enhanced side by side, a time slider, each frame's record."""
     from ..errors import LivePSSRError
     from ..store import open_store
-    from ..viewer import run_review_viewer
-    from ..viewer.window import MODES
+    from ..viewer import MODES, run_review_viewer  # MODES: Qt is checked here (the viewer extra)
 
     open_store(store)  # a clear error for a path that is not a run store, before any window
     if mode not in MODES:
         raise LivePSSRError(f"unknown display mode {mode!r}", f"use one of {', '.join(MODES)}")
     if screenshot is not None:
-        check_screenshot_path(screenshot)
+        check_output_file(screenshot, "--screenshot", "view.png")
     if screenshot is None and not has_display():
         raise LivePSSRError(
             "no display to show the viewer on",
@@ -37,21 +37,3 @@ def command(
         typer.echo(f"screenshot written: {screenshot}")
 
 
-def check_screenshot_path(path: Path) -> None:
-    """``--screenshot``: a file name (not a folder) in a folder that exists or can be made, writable."""
-    import os
-
-    from ..errors import ConfigError
-
-    if path.is_dir():
-        raise ConfigError(f"--screenshot {path} is a folder, not a file",
-                          f"pass a PNG file name, e.g. --screenshot {path / 'view.png'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--screenshot {path}: {parent} is a file, not a folder",
-                                  "choose a path inside a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"--screenshot {path}: the folder {parent} is not writable",
-                                  "choose a writable folder")
-            return

@@ -2,7 +2,7 @@
 
 :func:`enhance_file` is ``live-pssr enhance``: it opens the input lazily
 (:func:`~live_pssr.stacks.open_input`), checks the output path, loads the model, decides
-the tiling (frames larger than ``tile`` go through :class:`~live_pssr.tiling.TiledEngine`; the
+the tiling (frames larger than ``tile`` go through :class:`~live_pssr.engines.AutoTileEngine`; the
 default overlap is the exact one, twice the model's measured receptive field), picks the output
 dtype mapping, builds the engine once (``auto`` is resolved here, so every worker runs the same
 engine), creates the output with its final shape and runs the blocks
@@ -69,18 +69,11 @@ class EnhanceResult:
 
 
 # ------------------------------------------------------------------------------------ decisions
-_overlaps: dict[str, tuple[int, int]] = {}
-
-
 def exact_overlap(model: LoadedModel) -> tuple[int, int]:
-    """``(overlap, align)`` that make tiling exact for ``model`` (measured once per model file)."""
-    from ..tiling import net_alignment, receptive_field
+    """``(overlap, align)`` that make tiling exact for ``model`` (the engine layer's, cached per model)."""
+    from ..engines.tiled import model_overlap
 
-    if model.sha256 not in _overlaps:
-        align = net_alignment(model.net)
-        radius = receptive_field(model.net, model.spec.in_frames, align)
-        _overlaps[model.sha256] = (-(-2 * radius // align) * align, align)
-    return _overlaps[model.sha256]
+    return model_overlap(model)
 
 
 def tiling_for(model: LoadedModel, frame_shape: tuple[int, int], tile: int | None,

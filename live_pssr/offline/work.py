@@ -9,7 +9,7 @@ their model, engine and file handles per thread (:func:`worker_resources`), so t
 loaded once per worker, not per block.
 
 Per frame, enhancement is :class:`~live_pssr.enhancer.Enhancer`'s: percentile normalisation of
-every input frame, the engine (wrapped in :class:`~live_pssr.tiling.TiledEngine` for frames larger
+every input frame, the engine (wrapped in :class:`~live_pssr.engines.AutoTileEngine` for frames larger
 than the tile), and mapping back with the *target* frame's range. Multi-frame models get the
 window of ``in_frames`` frames ending at (``target_frame="newest"``) or centred on (``"centre"``)
 each frame, the stack's edges padded by repeating the first/last frame.
@@ -106,15 +106,15 @@ class WorkerResources:
 
 def build_enhancer(job: EnhanceJob, model: Any = None, engine: Any = None) -> Any:
     """The per-worker :class:`Enhancer` of ``job`` (``model``/``engine`` reused when given)."""
+    from ..engines import AutoTileEngine
     from ..enhancer import Enhancer
     from ..modelio import load_model
-    from ..tiling import TiledEngine
 
     model = load_model(job.model_path) if model is None else model
     if engine is None:
         engine = make_job_engine(model, job)
-    if job.tiling() and not isinstance(engine, TiledEngine):
-        engine = TiledEngine(engine, model.spec.upscale, job.tile, job.overlap, job.align)
+    if job.tiling() and not isinstance(engine, AutoTileEngine):
+        engine = AutoTileEngine(engine, model, tile=job.tile, overlap=job.overlap)
     out = None if job.intensity.identity else np.float32
     return Enhancer(model, engine=engine, out_dtype=out if out is not None else job.intensity.dtype)
 

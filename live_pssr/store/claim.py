@@ -145,6 +145,29 @@ def _related(path: Path, inputs: tuple[Path, ...]) -> Path | None:
     return None
 
 
+def check_output_file(path: str | Path, option: str, example: str) -> None:
+    """An output *file* option (``--json``, ``--plot``, ``--screenshot``...): checked before any work.
+
+    Refuses a folder, a file standing where one of its folders must be, and a folder that is not
+    writable; ``example`` is a file name to suggest (``report.json``).
+    """
+    from ..errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder, not a file",
+                          f"pass a file name, e.g. {option} {path / example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder",
+                                  "choose an output path inside a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{option} {path}: the folder {parent} is not writable",
+                                  "choose a writable folder")
+            return
+
+
 # ---------------------------------------------------------------------------- claims
 class OutputClaim:
     """A path this process has claimed (a folder with its lock held, or a new empty file)."""

@@ -158,9 +158,19 @@ def grab_png(window: Any, path: str | Path) -> Path:
 
     QtWidgets.QApplication.processEvents()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(path), "PNG"):
-        raise OSError(f"could not write the screenshot {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from ..errors import StoreWriteError
+
+        raise StoreWriteError(f"cannot create the folder of the screenshot {path}: {err.strerror or err}",
+                              "give --screenshot a PNG path in a writable folder") from err
+    if path.is_dir() or not window.grab().save(str(path), "PNG"):
+        from ..errors import StoreWriteError
+
+        raise StoreWriteError(f"could not write the screenshot {path}"
+                              + (" (it is a folder)" if path.is_dir() else ""),
+                              "give --screenshot a PNG file path in a writable folder")
     return path
 
 
