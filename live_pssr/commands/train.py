@@ -96,18 +96,12 @@ def check_config_path(config: Path) -> None:
 
 def check_model_out(out: Path) -> None:
     """The model file to write: a ``.safetensors`` file that is not a folder (checked before training)."""
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder, not a model file",
-                          f"pass a file name, e.g. --out {out / 'my-model.safetensors'}")
+    from ..store.claim import check_output_file
+
+    check_output_file(out, "--out", "my-model.safetensors", what="a model file")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: model files end in .safetensors",
                           f"use --out {out.with_suffix('.safetensors')}")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out {out}: {parent} is a file, not a folder",
-                                  "choose an output path inside a folder")
-            break
 
 
 def check_device(device: str | None) -> None:

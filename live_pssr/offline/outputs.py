@@ -47,7 +47,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, StoreExistsError, StoreWriteError
-from ..store.claim import OutputClaim, check_replaceable, claim_dir, claim_file, commit_file, os_error
+from ..store.claim import (
+    OutputClaim,
+    check_replaceable,
+    claim_dir,
+    claim_file,
+    commit_file,
+    input_related,
+    os_error,
+)
 
 MAX_CHUNK_XY = 2048
 #: ``live_pssr.state`` of a zarr output being written / written completely
@@ -99,16 +107,6 @@ class OutputSpec:
         return self.axes == "YX"
 
 
-def _input_related(path: Path, inputs: tuple[Path, ...]) -> Path | None:
-    """The input that ``path`` is, holds or lies inside (None when none)."""
-    target = path.resolve()
-    for inp in inputs:
-        src = Path(inp).resolve()
-        if target == src or target in src.parents or src in target.parents:
-            return Path(inp)
-    return None
-
-
 def check_output_path(path: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse, before any work, an output path that :func:`create_output` would refuse.
 
@@ -116,7 +114,7 @@ def check_output_path(path: Path, overwrite: bool, inputs: tuple[Path, ...] = ()
     and only when it is a live-pssr output (:func:`~live_pssr.store.claim.check_replaceable`).
     Nothing is deleted here; :func:`create_output` claims the path (race-free) later.
     """
-    rel = _input_related(path, inputs)
+    rel = input_related(path, inputs)
     if rel is not None:
         what = "is the input" if path.resolve() == rel.resolve() else "is, holds or lies inside the input"
         raise StoreExistsError(f"output {path} {what} {rel}",

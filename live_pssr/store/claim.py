@@ -135,7 +135,7 @@ def _write_holder(lock_path: Path) -> None:
         pass
 
 
-def _related(path: Path, inputs: tuple[Path, ...]) -> Path | None:
+def input_related(path: Path, inputs: tuple[Path, ...]) -> Path | None:
     """The input that ``path`` is, contains, or lies inside (None when none)."""
     target = path.resolve()
     for inp in inputs:
@@ -145,17 +145,17 @@ def _related(path: Path, inputs: tuple[Path, ...]) -> Path | None:
     return None
 
 
-def check_output_file(path: str | Path, option: str, example: str) -> None:
+def check_output_file(path: str | Path, option: str, example: str, what: str = "a file") -> None:
     """An output *file* option (``--json``, ``--plot``, ``--screenshot``...): checked before any work.
 
     Refuses a folder, a file standing where one of its folders must be, and a folder that is not
-    writable; ``example`` is a file name to suggest (``report.json``).
+    writable; ``example`` is a file name to suggest (``report.json``), ``what`` what is expected.
     """
     from ..errors import ConfigError
 
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder, not a file",
+        raise ConfigError(f"{option} {path} is a folder, not {what}",
                           f"pass a file name, e.g. {option} {path / example}")
     for parent in path.parents:
         if parent.exists():
@@ -221,7 +221,7 @@ class OutputClaim:
 def check_replaceable(path: str | Path, inputs: tuple[Path, ...] = ()) -> str:
     """Raise unless ``path`` is a live-pssr output that may be replaced now; returns its kind."""
     path = Path(path)
-    rel = _related(path, tuple(inputs))
+    rel = input_related(path, tuple(inputs))
     if rel is not None:
         raise StoreExistsError(
             f"refusing to overwrite {path}: it is (or holds, or lies inside) the input {rel}",
@@ -257,8 +257,8 @@ def claim_dir(path: str | Path, overwrite: bool = False, inputs: tuple[Path, ...
             raise StoreExistsError(f"output {path} already exists",
                                    "choose another output path, or pass --overwrite to replace it")
         _replace_aside(path, inputs)
-    elif _related(path, tuple(inputs)) is not None:
-        raise StoreExistsError(f"refusing to write {path} inside the input {_related(path, tuple(inputs))}",
+    elif (rel := input_related(path, tuple(inputs))) is not None:
+        raise StoreExistsError(f"refusing to write {path} inside the input {rel}",
                                "write the output to another path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +311,7 @@ def claim_file(path: str | Path, overwrite: bool = False, inputs: tuple[Path, ..
             raise StoreExistsError(f"refusing to overwrite {path}: it is a folder, the output is a file",
                                    "choose another output path")
         check_replaceable(path, inputs)
-    elif _related(path, tuple(inputs)) is not None:
+    elif input_related(path, tuple(inputs)) is not None:
         raise StoreExistsError(f"refusing to write {path}: it is the input", "choose another output path")
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
