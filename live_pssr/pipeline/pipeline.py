@@ -637,6 +637,10 @@ class LivePipeline:
             return
         self._rescued = (str(path), [f.index for f in frames])
         log.error("%d frame(s) the store could not hold were rescued to %s", len(frames), path)
+        try:  # say so in the store too, where the disk still takes it
+            store.update_run_metadata(rescued={"path": str(path), "frames": Summary.ranges(self._rescued[1])})
+        except StoreWriteError:
+            pass
 
     def _make_summary(self, interrupted: bool, committed: int) -> Summary:
         c = self._counts
