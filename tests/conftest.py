@@ -57,3 +57,9 @@ def wait_for(cond, timeout: float = 30.0) -> None:
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.002)
     assert cond()
+
+
+@pytest.fixture(autouse=True)
+def _rescue_dir_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames rescued from a failed store (live_pssr.store.rescue) land in the test's tmp folder."""
+    monkeypatch.setenv("LIVE_PSSR_RESCUE_DIR", str(tmp_path / "rescued"))

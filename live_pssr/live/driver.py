@@ -169,19 +169,26 @@ def run_live(
 
     from ..enhancer import build_enhancer
     from ..pipeline import LivePipeline, StoreSpec
+    from ..store.claim import claim_dir
     from .runners import SourceRunner
 
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pol = Policy(policy)
-    enhancer = build_enhancer(model, source.shape, engine)
+    claim = claim_dir(out, overwrite=overwrite, inputs=tuple(inputs))  # before any work on the model
+    try:
+        enhancer = build_enhancer(model, source.shape, engine)
+    except BaseException:
+        claim.abandon()
+        raise
     console.print(f"model {enhancer.model.model_id} (x{enhancer.upscale}, {enhancer.in_frames} frame(s)), "
                   f"engine {enhancer.engine_name}, policy {pol.value}")
     pipeline = LivePipeline(
         enhancer,
         StoreSpec(out, overwrite=overwrite, pixel_size_um=source.pixel_size_um,
                   frame_interval_s=1.0 / source.fps if source.fps else 0.0,
-                  run_metadata={"acquisition": acquisition}, inputs=tuple(inputs), fsync=fsync),
+                  run_metadata={"acquisition": acquisition}, inputs=tuple(inputs), fsync=fsync,
+                  claim=claim),
         policy=pol,
     )
     runner = SourceRunner(source, pipeline, frames).start()

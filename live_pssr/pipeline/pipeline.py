@@ -375,8 +375,8 @@ class LivePipeline:
                 self._raw_cv.notify_all()
             if self.store.disk_full and self._refusal is None:
                 self._refuse(DiskFullError(
-                    f"the disk is full ({self.spec.path}): frames after {frame.index} were not taken "
-                    "(the queued ones were written into the reserved space)",
+                    f"the disk is full ({self.spec.path}): no frames are taken from now on (the frames "
+                    "already queued are written into the reserved space)",
                     "free space or write to another disk; every frame taken before is in the store"))
 
     def _refuse(self, err: LivePSSRError) -> None:

@@ -326,6 +326,12 @@ class RunStore:
             except OSError as err:
                 self.records.not_written(list(chunks))
                 raise _write_error(err, self.path) from err
+            except Exception as err:  # not the disk: still a clear error, never a stray exception
+                self.records.not_written(list(chunks))
+                raise StoreWriteError(
+                    f"committing frames to {self.path} failed: {type(err).__name__}: {err}",
+                    "this is a bug in live-pssr: please report it with the log; "
+                    "the store holds every frame committed before") from err
             self.records.written(list(chunks))
             self.n_committed = n
             return n
@@ -341,12 +347,12 @@ class RunStore:
                      for p in arr.take_unsynced()]
             fsync_paths(paths)  # data first, then the metadata that makes them visible
             self._last_sync = time.monotonic()
+        if n != self.n_committed:
+            self._write_ome_xml(n)  # before the arrays grow: a failure here leaves them as they were
         for arr in self.columns.values():
             arr.resize((n,))
         self.raw.resize((n, *self.raw.shape[1:]))
         self.enhanced.resize((n, *self.enhanced.shape[1:]))
-        if n != self.n_committed:
-            self._write_ome_xml(n)
 
     def _write_ome_xml(self, n: int) -> None:
         h, w = self.run["raw_shape"]
@@ -368,15 +374,21 @@ class RunStore:
 
     # ------------------------------------------------------------------ closing
     def close(self, summary: dict[str, Any] | None = None) -> None:
-        """Commit everything and record the run's summary; idempotent.
+        """Commit everything, record the run's summary and mark it closed; idempotent.
 
-        The reserve is freed first, so the final commit finds room on a full disk.
+        The reserve is freed first, so the final commit finds room on a full disk. If that commit
+        fails, the run is still marked closed at the frames committed before (the summary says
+        what is missing) where the disk allows, and the commit's error is raised.
         """
         if self.closed:
             return
         self._stop_committer()
+        failure: StoreWriteError | None = None
         try:
-            self.commit()
+            try:
+                self.commit()
+            except StoreWriteError as err:
+                failure = err
             self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
                             closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             try:
@@ -384,12 +396,16 @@ class RunStore:
                                   fsync=self.fsync is not None)
             except OSError as err:
                 raise _write_error(err, self.path) from err
-        except OSError as err:
-            raise err if isinstance(err, StoreWriteError) else _write_error(err, self.path) from err
+            except Exception as err:
+                raise StoreWriteError(f"closing {self.path} failed: {type(err).__name__}: {err}",
+                                      "this is a bug in live-pssr: please report it with the log; "
+                                      "the store holds every frame committed before") from err
         finally:
             self.closed = True
             if self.claim is not None:
                 self.claim.release()
+        if failure is not None:
+            raise failure
 
     def abort(self) -> None:
         """End a run that failed: make what was written visible if the disk allows, unlock.
