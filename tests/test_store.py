@@ -116,3 +116,38 @@ def test_frames_must_arrive_in_order(tmp_path):
     store = RunStore.create(tmp_path / "r.ome.zarr", (48, 64), np.uint16, 4)
     with pytest.raises(ValueError, match="in order"):
         store.append_raw(Frame(3, camera_frames(1)[0], 0.0))
+
+
+@pytest.mark.parametrize("fsync", ["commit", 0.05])
+def test_fsync_flushes_chunks_before_the_metadata_that_shows_them(tmp_path, monkeypatch, fsync):
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd):  # the real flush, counted
+        synced.append(fd)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    frames = camera_frames(12)
+    store = RunStore.create(tmp_path / "r.ome.zarr", frames[0].shape, np.uint16, 1, fsync=fsync,
+                            commit_interval_s=0)
+    for i, img in enumerate(frames):
+        store.append_raw(Frame(i, img, float(i)))
+        if i % 4 == 3:
+            n = len(synced)
+            store.commit()
+            assert len(synced) > n or fsync != "commit"  # every commit flushes with fsync="commit"
+    store.close()
+    assert synced  # chunks, records, metadata and folders were flushed
+    r = open_store(tmp_path / "r.ome.zarr")
+    assert r.n_frames == 12 and r.run["fsync"] == (fsync if fsync == "commit" else 0.05)
+
+
+def test_fsync_setting_is_checked(tmp_path):
+    from live_pssr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fsync"):
+        RunStore.create(tmp_path / "r.ome.zarr", (8, 8), np.uint16, 1, fsync="sometimes")
+    assert not (tmp_path / "r.ome.zarr").exists()  # refused before the path was claimed
