@@ -17,7 +17,7 @@ import typer
 from .errors import LivePSSRError
 
 COMMANDS = ["demo", "acquire", "info", "view", "enhance", "train", "evaluate", "calibrate", "models"]
-BENCHES = ["pipeline", "engines", "hook", "viewer"]
+BENCHES = ["pipeline", "engines", "hook", "viewer", "consistency"]
 
 app = typer.Typer(
     name="live-pssr",
