@@ -62,9 +62,10 @@ Method
    excess power. It is a global number; the flag is the local decision.
 
 Cost: one read of the enhanced frame plus a few passes over raw-size arrays, numpy/scipy only:
-about 4-8 ms per 256² raw frame (1024² enhanced) and 15-25 ms per 512² on a 2-core AMD EPYC, 1-3 %
-of the default model's enhancement time there (``live-pssr bench consistency`` measures it). A
-forward blur (``psf_sigma_px > 0``) adds a 2-pass strided filter (~2x the projection's cost). A
+about 4-10 ms per 256² raw frame (1024² enhanced) and 15-30 ms per 512² on a shared 2-core AMD
+EPYC, 1.5-3 % of the default model's enhancement time there (``live-pssr bench consistency``
+measures it). A forward blur (``psf_sigma_px > 0``; not the shipped models' default) makes the
+projection a 12-tap strided filter: 2-4x the cost, still under 5 % of the enhancement. A
 torch tensor as ``enhanced`` is projected where it lies (on the GPU beside the engine) and only the
 raw-size projection comes to the CPU.
 
