@@ -9,7 +9,7 @@ $(BIN)/live-pssr: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[all,test]"  # all: the viewer, OpenVINO and Micro-Manager extras
 	touch $@
 
 setup: $(BIN)/live-pssr

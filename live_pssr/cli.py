@@ -47,14 +47,36 @@ _register(bench_app, "bench", BENCHES)
 
 
 def run_reporting_errors(entry: Callable[[], object]) -> None:
-    """Run a CLI entry point; a LivePSSRError prints the problem and the fix and exits 2."""
+    """Run a CLI entry point; a LivePSSRError prints the problem and the fix and exits 2.
+
+    So does an ImportError of an optional package (Qt, OpenVINO, Micro-Manager): the fix names the
+    ``pip install "live-pssr[EXTRA]"`` that brings it.
+    """
     try:
-        entry()
+        try:
+            entry()
+        except ImportError as err:
+            from .engines.capabilities import missing_extra_error
+
+            missing = missing_extra_error(err, _command_name())
+            if missing is None:
+                raise
+            raise missing from err
     except LivePSSRError as err:
         typer.secho(f"error: {err.message}", fg="red", err=True)
         if err.hint:
             typer.secho(f"  fix: {err.hint}", fg="yellow", err=True)
         sys.exit(2)
+
+
+def _command_name() -> str:
+    """``live-pssr acquire`` / ``live-pssr bench hook``: the command being run (for messages)."""
+    words = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("-") or len(words) == (2 if words[:1] == ["bench"] else 1):
+            break
+        words.append(arg)
+    return " ".join(["live-pssr", *words])
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from ..errors import EngineUnavailableError
 from ..modelio import LoadedModel
 from .base import register_engine
 from .cache import cache_dir
-from .capabilities import cpu_cores
+from .capabilities import cpu_cores, install_hint, missing_extra_error
 from .onnx_export import load_onnx_cached
 
 log = logging.getLogger("live_pssr.engines")
@@ -56,9 +56,11 @@ class OpenVINOEngine:
                  threads: int | None = None, cache: Path | None = None) -> None:
         try:
             import openvino as ov
-        except ImportError as err:
-            raise EngineUnavailableError("engine 'openvino' needs the openvino package",
-                                         "pip install openvino") from err
+        except ImportError as err:  # an optional extra: `auto` skips this engine when it is absent
+            missing = missing_extra_error(err, "engine 'openvino'")
+            raise EngineUnavailableError(
+                missing.message if missing else f"engine 'openvino' does not load: {err}",
+                missing.hint if missing else f"{install_hint('openvino')} --force-reinstall") from err
         self._ov = ov
         self.core = ov.Core()
         ov_device = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}.get(device.lower())

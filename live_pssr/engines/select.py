@@ -60,6 +60,7 @@ class Trial:
     fps: float | None = None
     max_rel_err: float | None = None
     note: str = ""
+    hint: str = field(default="", repr=False)  # the fix, when the engine is unavailable
 
     @property
     def label(self) -> str:
@@ -164,7 +165,7 @@ def _trial(name: str, model: LoadedModel, device: str, precision: str, shape: tu
         eng = _build(name, model, device, precision, shape, engine_kwargs)
         trial.prepare_s = getattr(eng, "prepare_s", None) or (time.perf_counter() - t0)
     except EngineUnavailableError as err:
-        trial.status, trial.note = "unavailable", err.message
+        trial.status, trial.note, trial.hint = "unavailable", err.message, err.hint
         return trial, None
     except Exception as err:  # a broken backend must not stop the selection
         trial.note = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -231,7 +232,8 @@ def choose_engine(
         if eng is None:
             raise EngineUnavailableError(
                 f"engine {trial.label} cannot serve model {model.model_id} ({trial.status}): {trial.note}",
-                "use --engine auto (it picks a working engine) or another --engine")
+                (f"{trial.hint}; or " if trial.hint else "")
+                + "use --engine auto (it picks a working engine) or another --engine")
         log.info("engine %s ready for %s (prepared in %.1f s, max rel err %.2g)", trial.label, shape,
                  trial.prepare_s or 0.0, trial.max_rel_err or 0.0)
         return Selection(_wrap(eng, model, shape, tile, streams), [trial], False, "")
