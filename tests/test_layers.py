@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "live_pssr"
 LAYERS = [
     ["errors", "frames", "normalize", "_shipped_models", "_shipped_configs"],
     ["store", "nets", "modelio", "engines", "metrics", "tiling"],
-    ["enhancer", "sim", "crappify", "calibrate", "datasets", "mm", "stacks"],
+    ["enhancer", "sim", "crappify", "calibrate", "datasets", "mm", "stacks", "consistency"],
     ["sources", "pipeline"],
     ["live", "viewer", "offline", "train", "evaluate"],
     ["commands", "bench", "cli", "__main__"],
