@@ -8,7 +8,8 @@
 #    which goes first on PYTHONPATH with the repository: the machine's own Python and packages
 #    (CUDA torch, triton, ...) stay as they are, nothing is installed system-wide. Real images
 #    carried in WHEELS/real become $LIVE_PSSR_REAL_DATA (the default training config reads them).
-#    Without wheels the Python is used as it is (.venv/bin/python here when PYTHON is not set).
+#    Without wheels (or with wheels for another Python version) the Python is used as it is.
+#    The Python: $PYTHON, else the checkout's .venv/bin/python, else python3.
 # 2. scripts/gpu_check.py --out OUT: the steps, each timed and bounded (see its docstring), within
 #    GPU_CHECK_BUDGET_S seconds (default 450: under 8 minutes with the install).
 # Writes OUT/gpu_check.json (results), OUT/gpu_check.log (everything printed), OUT/install.json,
@@ -25,13 +26,24 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 t0=$(date +%s)
 echo "[gpu-check] $(date -Is) repo $REPO, out $OUT, wheels $WHEELS"
 
+# the Python: $PYTHON, else this checkout's .venv (a development machine), else python3 (the GPU machine)
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
-elif ls "$WHEELS"/*.whl >/dev/null 2>&1; then PY=python3
 elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
 else PY=python3; fi
 mode=as-is
 missing_pip=""
+have_wheels=""
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  tag=$("$PY" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+  other=$(ls "$WHEELS"/*.whl | grep -E -- '-cp3[0-9]+-cp3[0-9]+-' | grep -v -- "-$tag-$tag-" | head -1)
+  if [ -n "$other" ]; then
+    echo "[gpu-check] the wheels in $WHEELS are for another Python than $PY ($tag): $(basename "$other");" \
+         "using $PY as it is"
+  else
+    have_wheels=1
+  fi
+fi
+if [ -n "$have_wheels" ]; then
   DEPS=${GPU_CHECK_DEPS:-/tmp/live-pssr-gpu-deps}
   rm -rf "$DEPS" && mkdir -p "$DEPS"
   echo "[gpu-check] installing $(ls "$WHEELS"/*.whl | wc -l) wheels into $DEPS"

@@ -27,10 +27,13 @@ PACKAGES=(
   "typing-inspection==0.4.5"
   # machine info, offline enhancement with Dask
   "psutil==7.2.2" "dask==2026.8.0" "cloudpickle==3.1.3" "toolz==1.2.0" "partd==1.4.2" "locket==1.0.0"
+  "click==8.5.1"  # dask's; recent typer no longer brings it
   # pytest -m gpu
   "pytest==9.2.0" "iniconfig==2.3.1" "pluggy==1.7.0"
 )
-if [ "${PYVER#3.}" -lt 12 ]; then PACKAGES+=("importlib_metadata==10.2.0" "zipp==4.1.2"); fi  # dask, Python < 3.12
+if [ "${PYVER#3.}" -lt 12 ]; then  # dask's on Python < 3.12
+  PACKAGES+=("importlib_metadata==10.2.0" "zipp==4.1.2" "lazy-importer==0.1.0")
+fi
 if [ "${WITH_ONNX:-0}" = 1 ]; then PACKAGES+=("onnx==1.23.2"); fi
 
 mkdir -p "$DIR"
