@@ -209,3 +209,7 @@ def test_optional_features_name_their_extra(venv: Path, env: dict[str, str], tmp
     assert f'pip install "live-pssr[{extra}]"' in text, text
     assert "Traceback" not in text, text
     assert not [m for m in optional if m.split(".")[0] in ("PySide6", "openvino", "pymmcore_plus")]
+
+
+if __name__ == "__main__":  # build (or find) the venv ahead of the tests: python tests/test_headless.py
+    print(build_venv())
