@@ -141,6 +141,7 @@ def worker_resources(job: EnhanceJob) -> WorkerResources:
     key = (job.token, threading.get_ident())
     res = _cache.get(key)
     if res is None:
+        _quiet_zarr_leftovers()
         if job.threads is not None:  # dask process workers start with torch's default
             import torch
 
@@ -152,6 +153,21 @@ def worker_resources(job: EnhanceJob) -> WorkerResources:
                 _drop(old)
             _cache[key] = res
     return res
+
+
+def _quiet_zarr_leftovers() -> None:
+    """In a worker process: no asyncio noise from zarr writes cut short by the job's failure.
+
+    zarr-python writes a frame's chunks as asyncio tasks; when one fails (a full disk) the error
+    reaches the job (and the user, as a clear error), but its sibling tasks are destroyed when
+    the worker process ends, and asyncio prints each as "Future exception was never retrieved"
+    with a traceback. Only worker processes are quieted; the user's own process is left alone.
+    """
+    import logging
+    import multiprocessing
+
+    if multiprocessing.current_process().name != "MainProcess":
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 def adopt_resources(job: EnhanceJob, enhancer: Any) -> None:
