@@ -123,6 +123,9 @@ def command(
         from ..store.claim import check_output_file
 
         check_output_file(screenshot, "--screenshot", "viewer.png")
+    from ..live.driver import use_viewer
+
+    use_viewer(headless, screenshot)  # a --screenshot without Qt fails before the microscope starts
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_model(model)

@@ -36,6 +36,29 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.name == "nt"
 
 
+def use_viewer(headless: bool, screenshot: Path | None, console: Any = None) -> bool:
+    """Whether the run shows the viewer; call it before the run starts.
+
+    A ``--screenshot`` without Qt is an error now (not after the acquisition); a display without
+    Qt only means a headless run (said once).
+    """
+    wanted = not headless and (has_display() or screenshot is not None)
+    if not wanted:
+        return False
+    from ..engines.capabilities import MissingExtraError
+    from ..viewer import require_qt
+
+    try:
+        require_qt("the live viewer")
+    except MissingExtraError as err:
+        if screenshot is not None:
+            raise
+        if console is not None:
+            console.print(f"no viewer: {err.message} ({err.hint}); running headless")
+        return False
+    return True
+
+
 @dataclass
 class RunOutcome:
     """How a driven run ended: its summary and the signal that stopped it (0: none)."""
@@ -90,14 +113,14 @@ def drive_run(run: LiveRun, runner: Runner, *, headless: bool, screenshot: Path 
     ``run`` is a LivePipeline or a LiveSession; ``runner`` a SourceRunner or MDARunner. Whatever
     happens in the viewer or the loop, acquisition is stopped and the store closed.
     """
-    use_viewer = not headless and (has_display() or screenshot is not None)
-    if not headless and not use_viewer:
+    show = use_viewer(headless, screenshot, console)
+    if not headless and not show and not has_display() and screenshot is None:
         console.print("no display found: running headless (use --screenshot PATH to render the viewer)")
     signum = 0
     with stop_signals(run.abandon_backlog) as received:
         try:
             try:
-                if use_viewer:
+                if show:
                     from ..viewer import run_live_viewer
 
                     run_live_viewer(run, runner, screenshot=screenshot)
@@ -175,6 +198,7 @@ def run_live(
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pol = Policy(policy)
+    use_viewer(headless, screenshot)  # a --screenshot without Qt fails before anything is claimed
     claim = claim_dir(out, overwrite=overwrite, inputs=tuple(inputs))  # before any work on the model
     try:
         enhancer = build_enhancer(model, source.shape, engine)
