@@ -408,18 +408,6 @@ def step_bench_engines(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _time_round_trip(
-    eng: Any, batch: Any, budget_s: float, min_runs: int = 5, max_runs: int = 100
-) -> list[float]:
-    times: list[float] = []
-    t_start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - t_start < budget_s):
-        t0 = time.perf_counter()
-        eng.run(batch)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def _time_device(
     eng: Any, batch: Any, budget_s: float, min_runs: int = 5, max_runs: int = 200
 ) -> list[float]:
@@ -462,6 +450,7 @@ def step_engines_extra(ctx: Context) -> dict[str, Any]:
     from live_pssr.bench.engines import estimate
     from live_pssr.engines import check_engine, make_engine
     from live_pssr.engines.gate import calibration_batch, reference_output
+    from live_pssr.engines.select import time_runs
     from live_pssr.errors import EngineUnavailableError
     from live_pssr.modelio import load_model
 
@@ -511,7 +500,7 @@ def step_engines_extra(ctx: Context) -> dict[str, Any]:
             gate = check_engine(eng, model, calib, ref)
             row["max_rel_err"] = _r(gate.max_rel_err)
             row["gate"] = "passed" if gate.passed else f"failed: {gate.reason}"
-            row["round_trip"] = _stats(_time_round_trip(eng, calib, budget_s=0.5))
+            row["round_trip"] = _stats(time_runs(eng, calib, 0.5, min_runs=5, max_runs=100))
             row["device"] = _stats(_time_device(eng, calib, budget_s=0.5))
             row["status"] = "ok"
             if engine != "eager":
@@ -549,19 +538,10 @@ def step_engines_extra(ctx: Context) -> dict[str, Any]:
 def _pipeline_run(
     enhancer: Any, frames: list[Any], n: int, policy: str, paced_fps: float | None, folder: Path
 ) -> dict[str, Any]:
-    from live_pssr.frames import Frame
-    from live_pssr.pipeline import LivePipeline, StoreSpec
+    from live_pssr.bench.pipeline import run_live_frames
 
     out = folder / f"live-{policy}-{time.monotonic_ns()}.ome.zarr"
-    p = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy=policy).start()
-    t0 = time.perf_counter()
-    for i in range(n):
-        if paced_fps:
-            time.sleep(max(0.0, t0 + i / paced_fps - time.perf_counter()))
-        p.submit(Frame(i, frames[i % len(frames)], i * 1e3 / (paced_fps or 1e3)))
-    s = p.stop()
-    dt = time.perf_counter() - t0
-    shutil.rmtree(out, ignore_errors=True)
+    s, dt = run_live_frames(enhancer, frames, n, policy, paced_fps, out)
     done = s.enhanced_live + s.enhanced_after
     return {
         "policy": policy,

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -159,18 +159,16 @@ def bench_sustain(folder: Path, shape: tuple[int, int], n_frames: int, codec: st
             "drain_ms": (done - handed) * 1e3}
 
 
-def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, policy: str,
-               paced_fps: float | None) -> dict:
-    from ..enhancer import build_enhancer
+def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, policy: str,
+                    paced_fps: float | None, out: Path) -> tuple[Any, float]:
+    """``n_frames`` of ``frames`` (cycled) through a live pipeline into ``out`` (removed after).
+
+    Paced at ``paced_fps`` (None: as fast as ``submit`` takes them). Returns the summary and the
+    wall time from the first frame to the closed store.
+    """
     from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
-    from ..sim import MicroscopeConfig, SimulatedMicroscope
 
-    enhancer = build_enhancer(model, (size, size), engine)
-    mic = SimulatedMicroscope(MicroscopeConfig(height=size, width=size, upscale=enhancer.upscale))
-    frames = [mic.frame(t) for t in range(min(n_frames, 50))]
-    enhancer.enhance_window([frames[0]])  # warm-up outside the timing
-    out = folder / f"live-{policy}.ome.zarr"
     p = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy=policy).start()
     t0 = time.perf_counter()
     for i in range(n_frames):
@@ -179,7 +177,20 @@ def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, 
         p.submit(Frame(i, frames[i % len(frames)], i * 1e3 / (paced_fps or 1e3)))
     s = p.stop()
     dt = time.perf_counter() - t0
-    shutil.rmtree(out)
+    shutil.rmtree(out, ignore_errors=True)
+    return s, dt
+
+
+def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, policy: str,
+               paced_fps: float | None) -> dict:
+    from ..enhancer import build_enhancer
+    from ..sim import MicroscopeConfig, SimulatedMicroscope
+
+    enhancer = build_enhancer(model, (size, size), engine)
+    mic = SimulatedMicroscope(MicroscopeConfig(height=size, width=size, upscale=enhancer.upscale))
+    frames = [mic.frame(t) for t in range(min(n_frames, 50))]
+    enhancer.enhance_window([frames[0]])  # warm-up outside the timing
+    s, dt = run_live_frames(enhancer, frames, n_frames, policy, paced_fps, folder / f"live-{policy}.ome.zarr")
     done = s.enhanced_live + s.enhanced_after
     return {
         "policy": policy, "camera_fps": s.acquisition_fps, "input": f"{size}x{size}",

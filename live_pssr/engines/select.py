@@ -121,8 +121,9 @@ def candidates(device: str, thorough: bool = False) -> list[tuple[str, str, str]
     return [c for c in out if c[0] in ENGINES]
 
 
-def _time_runs(engine: Any, batch: np.ndarray, budget_s: float, min_runs: int = 3,
-               max_runs: int = 20) -> list[float]:
+def time_runs(engine: Any, batch: Any, budget_s: float, min_runs: int = 3,
+              max_runs: int = 20) -> list[float]:
+    """Seconds of each ``engine.run(batch)``: ``min_runs`` at least, then until ``budget_s``/``max_runs``."""
     times: list[float] = []
     t_start = time.perf_counter()
     while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - t_start < budget_s):
@@ -179,7 +180,7 @@ def _trial(name: str, model: LoadedModel, device: str, precision: str, shape: tu
         trial.status = "ok"
         return trial, eng
     try:
-        times = _time_runs(eng, batch, budget_s)
+        times = time_runs(eng, batch, budget_s)
     except Exception as err:
         trial.note = f"{type(err).__name__} while timing: {err}"
         return trial, None
