@@ -594,7 +594,14 @@ class LivePipeline:
             store.commit()
         except StoreWriteError as err:
             self._errors.add(err.message)
+        missing = list(range(store.n_committed, self._n_submitted))
+        if missing:  # before close: the store's own summary then says where they went
+            self._rescue(store, missing)
         summary = self._make_summary(interrupted, store.n_committed)
+        if summary.not_stored:
+            self._errors.add(f"{len(summary.not_stored)} frame(s) taken but neither stored nor rescued: "
+                             f"{Summary.ranges(summary.not_stored)}")
+            summary = self._make_summary(interrupted, store.n_committed)
         try:
             store.close(summary.to_dict())
         except StoreWriteError as err:
@@ -602,13 +609,6 @@ class LivePipeline:
             if self._error is None:
                 self._error = err
             self._errors.add(err.message)
-            summary = self._make_summary(interrupted, store.n_committed)
-        if summary.not_stored:
-            self._rescue(store, summary.not_stored)
-            summary = self._make_summary(interrupted, store.n_committed)
-        if summary.not_stored:
-            self._errors.add(f"{len(summary.not_stored)} frame(s) taken but neither stored nor rescued: "
-                             f"{Summary.ranges(summary.not_stored)}")
             summary = self._make_summary(interrupted, store.n_committed)
         return summary
 
@@ -637,10 +637,6 @@ class LivePipeline:
             return
         self._rescued = (str(path), [f.index for f in frames])
         log.error("%d frame(s) the store could not hold were rescued to %s", len(frames), path)
-        try:  # say so in the store too, where the disk still takes it
-            store.update_run_metadata(rescued={"path": str(path), "frames": Summary.ranges(self._rescued[1])})
-        except StoreWriteError:
-            pass
 
     def _make_summary(self, interrupted: bool, committed: int) -> Summary:
         c = self._counts
