@@ -42,10 +42,15 @@ _MARKERS = ("live_pssr", "live_pssr_series")
 TIF_MARKERS = ("live_pssr", "live-pssr")
 
 
-def os_error(err: OSError, path: Path, doing: str) -> StoreWriteError:
-    """A clear :class:`StoreWriteError` for an ``OSError`` raised while ``doing`` something at ``path``."""
+def os_error(err: OSError, path: Path, doing: str, note: str = "") -> StoreWriteError:
+    """A clear :class:`StoreWriteError` for an ``OSError`` raised while ``doing`` something at ``path``.
+
+    A full disk gives :class:`DiskFullError`; ``note`` is added to the message (what is still safe).
+    """
+    tail = f"; {note}" if note else ""
     if err.errno == errno.ENOSPC:
-        return DiskFullError(f"the disk is full while {doing} {path}", "free space or write to another disk")
+        return DiskFullError(f"the disk is full while {doing} {path}{tail}",
+                             "free space or write to another disk")
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         what, fix = "the folder is not writable", "choose a writable folder"
     elif err.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -53,7 +58,7 @@ def os_error(err: OSError, path: Path, doing: str) -> StoreWriteError:
             "choose an output path inside a folder"
     else:
         what, fix = f"{err.strerror or err}", "check the disk and the path"
-    return StoreWriteError(f"{what} while {doing} {path}", fix)
+    return StoreWriteError(f"{what} while {doing} {path}{tail}", fix)
 
 
 # ---------------------------------------------------------------------------- recognising outputs

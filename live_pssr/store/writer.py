@@ -49,11 +49,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DiskFullError, StoreWriteError
+from ..errors import StoreWriteError
 from ..frames import Frame
 from . import layout
 from .chunks import ChunkFileArray, fsync_paths, write_json_atomic
-from .claim import OutputClaim, claim_dir
+from .claim import OutputClaim, claim_dir, os_error
 from .records import COLUMNS, ROWS_PER_CHUNK, FrameStatus, RecordTable, fill_value
 
 FORMAT = {"format": "live-pssr-run", "version": 1}
@@ -71,18 +71,7 @@ def blocks(nbytes: int) -> int:
 
 
 def _write_error(err: OSError, path: Path) -> StoreWriteError:
-    if err.errno == errno.ENOSPC:
-        return DiskFullError(
-            f"the disk is full while writing {path}; the store holds every frame committed before this",
-            "free space or write to another disk (--out)")
-    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        what, fix = "the store is not writable", "choose a writable folder (--out)"
-    else:
-        what, fix = f"writing failed ({err.strerror or err})", "check the disk and the path"
-    return StoreWriteError(
-        f"{what} while writing {path}; the store holds every frame committed before this",
-        fix,
-    )
+    return os_error(err, path, "writing", "the store holds every frame committed before this")
 
 
 class RunStore:
