@@ -297,14 +297,15 @@ class LiveSession:
                 except Exception as err:  # the frames are safe; only the axes columns are missing
                     self.counters.error(f"could not write the frame axes of {s.path}: {err}")
         counters = self.counters
-        stream_errors = [e for sm in summaries.values() for e in sm.errors]
+        session_errors = counters.errors.lines()
+        stream_errors = [e for sm in summaries.values() for e in sm.errors if e not in session_errors]
         summary = SessionSummary(
             store_path=str(self.store_path), layout=self.layout or "none", streams=summaries,
             frames_received=counters.frames_received, rejected=counters.rejected,
             rejected_reasons=dict(counters.rejected_reasons), after_close=counters.after_close,
             hook=counters.timer.as_dict(),
             engine=self.enhancer.engine_name if self.enhancer is not None else "none",
-            errors=counters.errors.lines() + [e for e in stream_errors if e not in counters.errors.lines()],
+            errors=session_errors + stream_errors,
             interrupted=interrupted,
             not_stored=[(name, i) for name, sm in summaries.items() for i in sm.not_stored],
             rescued={name: sm.rescue_path for name, sm in summaries.items() if sm.rescue_path},
