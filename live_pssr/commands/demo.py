@@ -20,6 +20,7 @@ from ._common import (
     exit_with,
     parse_fsync,
 )
+from ._consistency import CalibrationOpt, ConsistencyEveryOpt, ConsistencyOpt
 
 
 def command(
@@ -43,8 +44,14 @@ def command(
     channel: Annotated[int | None, typer.Option(min=0, help="Channel to replay from multi-channel data.")
                        ] = None,
     fsync: FsyncOpt = "off",
+    consistency: ConsistencyOpt = True,
+    consistency_every: ConsistencyEveryOpt = 1,
+    calibration: CalibrationOpt = None,
 ) -> None:
-    """Run the live pipeline on the simulated microscope (low-laser mitochondria), or replay a recording."""
+    """Run the live pipeline on the simulated microscope (low-laser mitochondria), or replay a recording.
+
+    The consistency check uses the simulated camera's own noise model (or ``--calibration``).
+    """
     from ..live.driver import run_live
     from ..modelio import load_model
     from ..sim import MicroscopeConfig
@@ -69,5 +76,7 @@ def command(
         source=source, model=loaded, engine=engine, out=out, overwrite=overwrite, policy=policy,
         frames=frames, headless=headless, screenshot=screenshot, acquisition=acquisition,
         inputs=(replay,) if replay is not None else (), fsync=fsync_setting,
+        consistency=consistency, consistency_every=consistency_every,
+        camera=calibration if calibration is not None or replay is not None else source.microscope.camera,
     )
     exit_with(outcome.exit_code)

@@ -42,6 +42,11 @@ def command(
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         table.add_row(key, "" if value is None else str(value))
     Console().print(table)
+    check = summary.get("consistency")
+    if check and check.get("flagged"):
+        Console().print(f"[yellow]{check['flagged']} of {check['checked']} checked frame(s) hold structure "
+                        f"the raw frames do not support (flagged: {check['flagged_frames']}); see the "
+                        "consistency map (image 2, `live-pssr view`)[/yellow]")
     if not summary["closed_cleanly"]:
         Console().print(f"[yellow]the run did not close cleanly (crash or kill); {summary['frames']} "
                         "frames were committed and are readable[/yellow]")

@@ -182,22 +182,27 @@ def run_live(
     *, source: Any, model: Any, engine: str, out: Path, overwrite: bool, policy: str,
     frames: int | None, headless: bool, screenshot: Path | None, acquisition: dict[str, Any],
     inputs: tuple[Path, ...] = (), fsync: str | float = "off",
+    consistency: bool = True, consistency_every: int = 1, camera: Any = None,
 ) -> RunOutcome:
     """Source -> pipeline -> store (+ viewer), with a progress line and the end summary.
 
     ``inputs``: files the source reads (a replayed recording), never replaced by the output.
+    ``consistency``, ``consistency_every``, ``camera``: the live consistency check
+    (:func:`~live_pssr.pipeline.checking.consistency_spec`; a bad calibration fails here, first).
     Raises the run's store error after the store is closed; returns how the run ended.
     """
     from rich.console import Console
 
     from ..enhancer import build_enhancer
     from ..pipeline import LivePipeline, StoreSpec
+    from ..pipeline.checking import consistency_spec
     from ..store.claim import claim_dir
     from .runners import SourceRunner
 
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pol = Policy(policy)
+    check = consistency_spec(consistency, consistency_every, camera)
     use_viewer(headless, screenshot)  # a --screenshot without Qt fails before anything is claimed
     claim = claim_dir(out, overwrite=overwrite, inputs=tuple(inputs))  # before any work on the model
     try:
@@ -214,6 +219,7 @@ def run_live(
                   run_metadata={"acquisition": acquisition}, inputs=tuple(inputs), fsync=fsync,
                   claim=claim),
         policy=pol,
+        consistency=check,
     )
     runner = SourceRunner(source, pipeline, frames).start()
     outcome = drive_run(pipeline, runner, headless=headless, screenshot=screenshot, console=console)

@@ -66,6 +66,7 @@ from ..frames import check_frame
 from ..mm.core import package_versions
 from ..modelio import LoadedModel, load_model
 from ..pipeline import DisplayFrame, LivePipeline, PipelineStats, Policy, RunState, StoreSpec, Summary
+from ..pipeline.checking import consistency_spec
 from ..store.chunks import check_codec
 from ..store.claim import claim_dir
 from ..store.series import write_frame_axes
@@ -121,6 +122,10 @@ class LiveSession:
         the temp folder; see :mod:`live_pssr.store.rescue`): best on another disk.
     run_metadata : dict, optional
         Extra metadata for every store's ``run`` attributes.
+    consistency, consistency_every, camera
+        The live consistency check (:mod:`live_pssr.pipeline.checking`): on by default, every
+        ``consistency_every``-th frame, noise from ``camera`` (a ``live-pssr calibrate`` YAML or
+        camera object; a file that does not validate fails here) or estimated from each frame.
     """
 
     def __init__(
@@ -142,6 +147,9 @@ class LiveSession:
         reserve_bytes: int | None = None,
         fsync: str | float = "off",
         rescue_dir: str | Path | None = None,
+        consistency: bool = True,
+        consistency_every: int = 1,
+        camera: Any = None,
     ) -> None:
         try:
             self.policy = Policy(policy)
@@ -153,6 +161,7 @@ class LiveSession:
             raise ConfigError(f"max_raw_queue_bytes={max_raw_queue_bytes} must be positive",
                               "give the raw queue's memory bound in bytes, e.g. 2 << 30 (2 GiB)")
         fsync_period(fsync)  # bad values are refused before anything is claimed
+        self.consistency = consistency_spec(consistency and enhance, consistency_every, camera)
         check_codec(codec)
         self.store_path = Path(store)
         self.overwrite = overwrite
@@ -501,7 +510,7 @@ class LiveSession:
     def _new_pipeline(self, spec: StoreSpec) -> LivePipeline:
         return LivePipeline(self.enhancer, spec, policy=self.policy,
                             enhance_queue_size=self.enhance_queue_size,
-                            max_raw_queue_bytes=self.max_raw_queue_bytes)
+                            max_raw_queue_bytes=self.max_raw_queue_bytes, consistency=self.consistency)
 
     def _session_info(self) -> dict[str, Any]:
         return {

@@ -157,6 +157,8 @@ class SessionSummary:
             for name, s in self.streams.items():
                 lines.append(f"  {name}: raw {s.raw_written}, enhanced {s.enhanced_live}+{s.enhanced_after}, "
                              f"skipped {s.skipped}, failed {s.failed}, pending {s.pending}"
+                             + (f", FLAGGED {s.consistency['flagged']}/{s.consistency['checked']}"
+                                if s.consistency and s.consistency.get("flagged") else "")
                              + (f", NOT STORED {len(s.not_stored)}" if s.not_stored else "")
                              + (f", RESCUED {len(s.rescued)} to {s.rescue_path}" if s.rescued else ""))
         hook_ms = ("-" if hook.get("p50_ms") is None

@@ -4,7 +4,8 @@ the GUI timer reads it. Never a queue: a slow viewer simply sees fewer frames.""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,9 @@ class DisplayFrame:
     """The newest raw frame and the newest enhanced frame (with the raw frame it came from).
 
     ``seq`` increases with every update, so a viewer can skip redraws when nothing changed.
+    ``consistency``, ``score``, ``flagged``, ``threshold``: the consistency check of the enhanced
+    frame (:mod:`live_pssr.consistency`; the signed map, float32 at the raw shape), None when it
+    was not checked.
     """
 
     seq: int
@@ -22,6 +26,10 @@ class DisplayFrame:
     enhanced_index: int | None = None
     enhanced: np.ndarray | None = None
     enhanced_raw: np.ndarray | None = None
+    consistency: np.ndarray | None = None
+    score: float | None = None
+    flagged: bool | None = None
+    threshold: float | None = None
 
 
 class DisplaySlot:
@@ -37,17 +45,22 @@ class DisplaySlot:
             if v is None:
                 self._value = DisplayFrame(1, index, raw)
             else:
-                self._value = DisplayFrame(v.seq + 1, index, raw, v.enhanced_index, v.enhanced,
-                                           v.enhanced_raw)
+                self._value = replace(v, seq=v.seq + 1, raw_index=index, raw=raw)
 
-    def put_enhanced(self, index: int, raw: np.ndarray, enhanced: np.ndarray) -> None:
+    def put_enhanced(self, index: int, raw: np.ndarray, enhanced: np.ndarray, check: Any = None) -> None:
+        """The newest enhanced frame, the raw frame it came from and its consistency result."""
         with self._lock:
             v = self._value
             if v is not None and v.enhanced_index is not None and v.enhanced_index > index:
                 return  # a newer enhanced frame is already shown (backlog frames arrive late)
             seq = 1 if v is None else v.seq + 1
             raw_index, raw_now = (index, raw) if v is None else (v.raw_index, v.raw)
-            self._value = DisplayFrame(seq, raw_index, raw_now, index, enhanced, raw)
+            self._value = DisplayFrame(
+                seq, raw_index, raw_now, index, enhanced, raw,
+                consistency=None if check is None else check.signed_map,
+                score=None if check is None else float(check.score),
+                flagged=None if check is None else bool(check.flagged),
+                threshold=None if check is None else float(check.threshold))
 
     def get(self) -> DisplayFrame | None:
         with self._lock:

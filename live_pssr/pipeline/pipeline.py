@@ -8,6 +8,7 @@
         |                 complete -> bounded queue; when full the frame is 'deferred' (its raw
         |                             frame is on disk) and enhanced later from the store
         |                     --> [enhancer thread] --> store 1/0 + records + display slot
+        |                                 '--> consistency check (every Nth) --> store 2/0 + records
         '--> display slot (newest raw)                      GUI timer reads latest()
 
 State (:class:`RunState`, one writer at a time)::
@@ -32,6 +33,12 @@ when the frame arrives, so a slow disk never makes a window read frames not yet 
 enhancer prefers live frames; deferred frames are worked off whenever the live queue is empty
 and, at :meth:`LivePipeline.stop`, until none is left (the backlog is a list of indices, pixels
 are read back from disk).
+
+Consistency (``consistency=ConsistencySpec(...)``, :mod:`live_pssr.pipeline.checking`): after
+each enhanced frame (every ``every``-th index) the enhancer thread checks it against its raw
+frame; the signed map goes to the store's image ``2`` and the display slot, score and flag to the
+records and the stats. A frame the check cannot judge keeps its enhancement (its consistency
+reads NaN, the reason is in the summary); the check never stops the run.
 
 Failures: an enhancer exception (or a NaN/Inf output) marks that frame 'failed' with the reason
 and the run goes on (10 in a row disable enhancement; raw frames keep being saved). A store
@@ -63,6 +70,7 @@ from ..store import FrameStatus, RunStore
 from ..store.chunks import check_codec
 from ..store.claim import OutputClaim, claim_dir
 from ..store.writer import blocks, fsync_period
+from .checking import ConsistencyCheck, ConsistencySpec
 from .display import DisplayFrame, DisplaySlot
 from .stats import ErrorLog, PipelineStats, RollingWindow, Summary
 
@@ -132,12 +140,16 @@ class LivePipeline:
         policy: Policy | str = Policy.PREVIEW,
         enhance_queue_size: int = 4,
         max_raw_queue_bytes: int = 2 << 30,
+        consistency: ConsistencySpec | None = None,
     ) -> None:
         self.enhancer = enhancer
         self.spec = store
         self.policy = Policy(policy)
         check_codec(store.codec)
         fsync_period(store.fsync)  # bad settings are refused before the path is claimed
+        #: the consistency check (None: off, or nothing to enhance); a bad calibration fails here
+        self.check = (ConsistencyCheck(consistency, enhancer)
+                      if consistency is not None and enhancer is not None else None)
         self._claim = store.claim or claim_dir(Path(store.path), overwrite=store.overwrite,
                                                inputs=tuple(store.inputs))
         self.store: RunStore | None = None
@@ -325,6 +337,7 @@ class LivePipeline:
                 pixel_size_um=float(px), frame_interval_s=spec.frame_interval_s, run_metadata=run,
                 codec=spec.codec, claim=self._claim, reserve_bytes=spec.reserve_bytes,
                 fsync=spec.fsync, t0=self._t0,
+                consistency=self.check.settings() if self.check is not None else None,
             )
             with self._status_lock:  # statuses set before the store existed (skipped frames)
                 for index, status in self._early_status:
@@ -466,7 +479,26 @@ class LivePipeline:
                 self._latency.add(latency, t=now)
                 self._all_latency.append(latency)
             self._count(status)
-            self.display.put_enhanced(index, window[-1], out)
+            check = self._check_frame(index, window, out)
+            self.display.put_enhanced(index, window[-1], out, check)
+
+    def _check_frame(self, index: int, window: list[np.ndarray], out: np.ndarray) -> Any:
+        """The consistency check of an enhanced frame, stored; None when off, not due or unavailable."""
+        if self.check is None or not self.check.due(index):
+            return None
+        result, why = self.check.run(window, out)
+        if result is None:
+            message, kind = why
+            if kind == "bug":
+                log.error("frame %d: %s", index, message)
+            self._errors.add(message, index, key=f"consistency:{kind}")
+            return None
+        self.check.tally.add(index, result)
+        try:
+            self.store.write_consistency(index, result)
+        except StoreWriteError as err:  # the enhanced frame is stored; its map is not
+            self._errors.add(f"consistency map not stored: {err.message}", index, key="consistency:store")
+        return result
 
     def _work_left(self) -> int:
         if self.policy is Policy.PREVIEW:
@@ -536,6 +568,9 @@ class LivePipeline:
             store_bytes=st.bytes_written if st else 0,
             policy=self.policy.value,
             error=str(self._error.message) if self._error else None,
+            frames_checked=self.check.tally.checked if self.check else 0,
+            frames_flagged=self.check.tally.flagged if self.check else 0,
+            last_score=self.check.tally.last_score if self.check else None,
         )
 
     # ----------------------------------------------------------------- stopping
@@ -672,4 +707,5 @@ class LivePipeline:
             enhancement_disabled=self._enhancement_disabled,
             rescued=list(rescued),
             rescue_path=rescue_path,
+            consistency=self.check.tally.as_dict() if self.check is not None else None,
         )

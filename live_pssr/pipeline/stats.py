@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..store.records import index_ranges
+
 
 class RollingWindow:
     """Timestamped values over the last ``seconds``: rate and percentiles (thread-safe)."""
@@ -51,17 +53,19 @@ class ErrorLog:
     MAX_DISTINCT = 50
 
     def __init__(self) -> None:
-        self._items: dict[str, list[Any]] = {}  # message -> [count, first frame index or None]
+        self._items: dict[str, list[Any]] = {}  # key -> [count, first frame index or None, message]
         self._dropped = 0
         self._lock = threading.Lock()
 
-    def add(self, message: str, index: int | None = None) -> None:
+    def add(self, message: str, index: int | None = None, key: str | None = None) -> None:
+        """Count ``message``; errors of one ``key`` (default: the message) are one line, the first's text."""
+        key = message if key is None else key
         with self._lock:
-            item = self._items.get(message)
+            item = self._items.get(key)
             if item is not None:
                 item[0] += 1
             elif len(self._items) < self.MAX_DISTINCT:
-                self._items[message] = [1, index]
+                self._items[key] = [1, index, message]
             else:
                 self._dropped += 1
 
@@ -69,7 +73,7 @@ class ErrorLog:
         """Each distinct error once: ``message (x N, first on frame I)``."""
         with self._lock:
             out = []
-            for msg, (n, first) in self._items.items():
+            for n, first, msg in self._items.values():
                 extra = [f"x {n}"] if n > 1 else []
                 if first is not None:
                     extra.append(f"{'first ' if n > 1 else ''}on frame {first}")
@@ -106,14 +110,38 @@ class PipelineStats:
     store_bytes: int
     policy: str
     error: str | None = None
+    #: the consistency check (0 / None when it is off)
+    frames_checked: int = 0
+    frames_flagged: int = 0
+    last_score: float | None = None
 
     def line(self) -> str:
         """One-line progress text."""
         lat = "-" if self.latency_p50_ms is None else f"{self.latency_p50_ms:.0f}/{self.latency_p99_ms:.0f}"
+        check = (f" | consistency {self.last_score:.2f}, flagged {self.frames_flagged}/{self.frames_checked}"
+                 if self.last_score is not None else "")
         return (f"frames {self.frames_acquired} | raw {self.raw_written} | enhanced "
                 f"{self.enhanced_live}+{self.enhanced_after} | skipped {self.skipped} | "
                 f"backlog {self.backlog} | cam {self.camera_fps:.1f} fps | enh {self.enhance_fps:.1f} fps"
-                f" | latency p50/p99 {lat} ms")
+                f" | latency p50/p99 {lat} ms{check}")
+
+
+def consistency_rows(c: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The summary's lines about the consistency check (none when it was off)."""
+    if not c:
+        return []
+    if not c.get("checked"):
+        return [("consistency", f"no frame checked ({c.get('unavailable', 0)} unavailable)")]
+    scores = " / ".join("-" if c.get(k) is None else f"{c[k]:.3f}"
+                        for k in ("score_p5", "score_p50", "score_p95"))
+    rows = [("consistency p5/p50/p95", f"{scores} ({c['checked']} frame(s) checked"
+             + (f", {c['unavailable']} unavailable)" if c.get("unavailable") else ")"))]
+    if c.get("flagged"):
+        rows.append(("FLAGGED", f"{c['flagged']} frame(s) hold structure the raw frames do not support: "
+                     f"{c.get('flagged_frames')}"))
+    else:
+        rows.append(("flagged", "none"))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,9 @@ class Summary:
     #: frames the failed store could not hold, written to ``rescue_path`` instead
     rescued: list[int] = field(default_factory=list)
     rescue_path: str | None = None
+    #: the consistency check's tally (:meth:`~live_pssr.pipeline.checking.ConsistencyTally.as_dict`);
+    #: None when the check was off
+    consistency: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -155,13 +186,7 @@ class Summary:
     @staticmethod
     def ranges(indices: list[int]) -> str:
         """``[3, 4, 5, 9]`` -> ``"3-5, 9"`` (compact, for logs and metadata)."""
-        parts: list[tuple[int, int]] = []
-        for i in indices:
-            if parts and parts[-1][1] == i - 1:
-                parts[-1] = (parts[-1][0], i)
-            else:
-                parts.append((i, i))
-        return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+        return index_ranges(indices)
 
     def text(self) -> str:
         lat = ("-" if self.latency_p50_ms is None
@@ -181,6 +206,7 @@ class Summary:
             ("model", self.model),
             ("store", self.store_path),
         ]
+        rows += consistency_rows(self.consistency)
         if self.rescued:
             rows.append(("RESCUED", f"{len(self.rescued)} frame(s) the store could not hold "
                          f"({self.ranges(self.rescued)}) are in {self.rescue_path}"))

@@ -6,7 +6,9 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 OME_VERSION = "0.5"
-RAW, ENHANCED = "0", "1"
+RAW, ENHANCED, CONSISTENCY = "0", "1", "2"
+#: the images of a run store, by path (``2`` only when the run had the consistency check on)
+IMAGE_NAMES = {RAW: "raw", ENHANCED: "enhanced", CONSISTENCY: "consistency"}
 
 
 def axes() -> list[dict[str, str]]:
@@ -41,8 +43,9 @@ def root_attrs(run: dict[str, Any]) -> dict[str, Any]:
     return {"ome": {"version": OME_VERSION, "bioformats2raw.layout": 3}, "live_pssr": run}
 
 
-def series_attrs() -> dict[str, Any]:
-    return {"ome": {"version": OME_VERSION, "series": [RAW, ENHANCED]}}
+def series_attrs(consistency: bool = False) -> dict[str, Any]:
+    return {"ome": {"version": OME_VERSION,
+                    "series": [RAW, ENHANCED, *([CONSISTENCY] if consistency else [])]}}
 
 
 def ome_xml(images: list[dict[str, Any]]) -> str:

@@ -12,7 +12,7 @@ import zarr
 
 from ..errors import StoreFormatError
 from . import layout
-from .records import COLUMNS, STATUS, FrameStatus
+from .records import COLUMNS, OPTIONAL_COLUMNS, STATUS, FrameStatus, fill_value, index_ranges
 
 
 @dataclass
@@ -21,7 +21,10 @@ class StoreReader:
 
     ``raw`` and ``enhanced`` are zarr arrays (t, c, y, x); ``n_frames`` is the number of frames
     every part of the store agrees on (after a crash the arrays may be one commit apart; frames
-    past ``n_frames`` are ignored). ``records`` holds the per-frame columns cut to ``n_frames``.
+    past ``n_frames`` are ignored). ``records`` holds the per-frame columns cut to ``n_frames``
+    (every column of :data:`~live_pssr.store.records.COLUMNS`: those an older store lacks read as
+    their fill value). ``consistency``: the consistency map image (``2/0``), None when the run had
+    no check.
     """
 
     path: Path
@@ -30,6 +33,7 @@ class StoreReader:
     records: dict[str, np.ndarray]
     run: dict[str, Any]
     n_frames: int
+    consistency: zarr.Array | None = None
 
     @property
     def closed_cleanly(self) -> bool:
@@ -40,6 +44,20 @@ class StoreReader:
 
     def enhanced_frame(self, t: int) -> np.ndarray:
         return self.enhanced[t, 0]
+
+    def consistency_frame(self, t: int) -> np.ndarray | None:
+        """Frame ``t``'s signed consistency map (float32, raw shape); None if it was not checked."""
+        if self.consistency is None or not np.isfinite(self.records["consistency"][t]):
+            return None
+        m = np.asarray(self.consistency[t, 0], dtype=np.float32)
+        return None if not np.isfinite(m).any() else m
+
+    def consistency_summary(self) -> dict[str, Any] | None:
+        """Score distribution and flagged frames (None when the run had no consistency check)."""
+        if "consistency" not in self.run:
+            return None
+        return consistency_stats(self.records["consistency"], self.records["flagged"],
+                                 self.run.get("consistency") or {})
 
     def status_counts(self) -> dict[str, int]:
         codes = self.records["status"]
@@ -71,8 +89,28 @@ class StoreReader:
             "duration_s": float((cam[-1] - cam[0]) / 1e3) if self.n_frames > 1 else 0.0,
             "bytes_on_disk": size,
             "acquisition": self.run.get("acquisition"),
+            "consistency": self.consistency_summary(),
             "run_summary": self.run.get("summary"),
         }
+
+
+def consistency_stats(scores: np.ndarray, flagged: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
+    """What ``info`` and the summaries say about a run's consistency records."""
+    scores = np.asarray(scores, dtype=np.float64)
+    checked = np.isfinite(scores)
+    flag_idx = np.flatnonzero((np.asarray(flagged) == 1) & checked)
+    s = scores[checked]
+    pct = {f"score_p{q}": float(np.percentile(s, q)) if s.size else None for q in (5, 50, 95)}
+    return {
+        "checked": int(checked.sum()),
+        "flagged": int(flag_idx.size),
+        "flagged_fraction": float(flag_idx.size / checked.sum()) if checked.any() else None,
+        "flagged_frames": index_ranges(flag_idx),
+        "score_min": float(s.min()) if s.size else None,
+        **pct,
+        "every": settings.get("every"),
+        "noise": settings.get("noise"),
+    }
 
 
 def _root_attrs(path: Path) -> dict[str, Any]:
@@ -133,7 +171,10 @@ def open_store(path: str | Path) -> StoreReader:
         run = dict(root.attrs.get("live_pssr", {}))
         raw = zarr.open_array(str(path / layout.RAW / "0"), mode="r")
         enhanced = zarr.open_array(str(path / layout.ENHANCED / "0"), mode="r")
-        cols = {k: zarr.open_array(str(path / "frames" / k), mode="r") for k in COLUMNS}
+        cols = {k: zarr.open_array(str(path / "frames" / k), mode="r") for k in COLUMNS
+                if k not in OPTIONAL_COLUMNS or (path / "frames" / k / "zarr.json").is_file()}
+        cmap = (zarr.open_array(str(path / layout.CONSISTENCY / "0"), mode="r")
+                if (path / layout.CONSISTENCY / "0" / "zarr.json").is_file() else None)
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise StoreFormatError(
             f"{path} is not a live-pssr run store ({err})",
@@ -142,9 +183,12 @@ def open_store(path: str | Path) -> StoreReader:
     if run.get("format") != "live-pssr-run":
         raise StoreFormatError(f"{path} has no live-pssr run metadata",
                                "pass a store written by `live-pssr demo/acquire/enhance`")
-    n = min(raw.shape[0], enhanced.shape[0], *(c.shape[0] for c in cols.values()))
-    records = {k: c[:n] for k, c in cols.items()}
-    return StoreReader(path=path, raw=raw, enhanced=enhanced, records=records, run=run, n_frames=n)
+    n = min(raw.shape[0], enhanced.shape[0], *(c.shape[0] for c in cols.values()),
+            *([cmap.shape[0]] if cmap is not None else []))
+    records = {k: cols[k][:n] if k in cols else np.full(n, fill_value(k), dtype=d)
+               for k, d in COLUMNS.items()}
+    return StoreReader(path=path, raw=raw, enhanced=enhanced, records=records, run=run, n_frames=n,
+                       consistency=cmap)
 
 
-__all__ = ["FrameStatus", "StoreReader", "open_store", "series_streams"]
+__all__ = ["FrameStatus", "StoreReader", "consistency_stats", "open_store", "series_streams"]

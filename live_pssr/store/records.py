@@ -12,7 +12,13 @@ enhance_start_s    float64  network started on it (NaN if never)
 enhance_end_s      float64  enhanced chunk on disk (NaN if never)
 latency_ms         float64  enhance_end - received (NaN if never enhanced)
 status             uint8    :class:`FrameStatus`
+consistency        float32  consistency score in [0, 1] (NaN: not checked, or unavailable)
+consistency_max    float32  largest value of the frame's error map (noise sigmas; NaN: not checked)
+flagged            uint8    1: the enhanced frame holds structure the raw frame does not support
 =================  =======  =====================================================
+
+The last three come from :mod:`live_pssr.consistency` (:data:`CONSISTENCY_COLUMNS`); stores written
+before they existed lack them and read as NaN / 0 (:data:`OPTIONAL_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -46,9 +52,26 @@ COLUMNS: dict[str, np.dtype] = {
     "enhance_end_s": np.dtype("<f8"),
     "latency_ms": np.dtype("<f8"),
     "status": np.dtype("u1"),
+    "consistency": np.dtype("<f4"),
+    "consistency_max": np.dtype("<f4"),
+    "flagged": np.dtype("u1"),
 }
-FILL = {"index": -1, "status": 0}  # floats: NaN
+CONSISTENCY_COLUMNS = ("consistency", "consistency_max", "flagged")
+#: columns a store may lack (written by an older live-pssr): they read as their fill value
+OPTIONAL_COLUMNS = frozenset(CONSISTENCY_COLUMNS)
+FILL = {"index": -1, "status": 0, "flagged": 0}  # floats: NaN
 ROWS_PER_CHUNK = 1024
+
+
+def index_ranges(indices: Iterable[int]) -> str:
+    """Sorted frame indices as compact ranges: ``[3, 4, 5, 9]`` -> ``"3-5, 9"`` (logs, metadata)."""
+    parts: list[tuple[int, int]] = []
+    for i in map(int, indices):
+        if parts and parts[-1][1] == i - 1:
+            parts[-1] = (parts[-1][0], i)
+        else:
+            parts.append((i, i))
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
 
 
 def fill_value(name: str) -> float | int:

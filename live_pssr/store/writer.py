@@ -7,12 +7,20 @@ thread every ``commit_interval_s`` (metadata renames cost milliseconds on ext4: 
 on the raw path) and on close, in an order that keeps the store consistent after a crash:
 
 1. dirty record chunks are rewritten (rows of frames not yet committed are invisible anyway);
-2. the ``frames/*`` columns, then ``0/0`` (raw), then ``1/0`` (enhanced) get the new length ``n``
-   by atomic ``zarr.json`` replacement.
+2. the ``frames/*`` columns, then ``0/0`` (raw), then ``1/0`` (enhanced), then ``2/0`` (the
+   consistency map, when the run has one) get the new length ``n`` by atomic ``zarr.json``
+   replacement.
 
 A kill between two replacements leaves lengths that differ by the last batch; the reader takes
 the smallest (all arrays agree on those frames). Enhanced chunks are written whenever they are
 ready; a frame never enhanced reads as zeros and its record says why (pending/skipped/failed).
+
+Consistency map (``create(consistency={...})``): the signed error map of
+:mod:`live_pssr.consistency` at the raw frame's shape and scale, float16 (half the raw frame's
+bytes at most; the map is in noise sigmas, where float16's 3 digits are plenty), one frame per
+chunk like the others, fill NaN: a frame not checked (``every`` > 1, enhancement skipped, check
+unavailable) reads as NaN, never as a "consistent" 0. Its record columns (``consistency``,
+``consistency_max``, ``flagged``) are written with it.
 
 Full disk: the reserve
 ----------------------
@@ -79,8 +87,10 @@ class RunStore:
 
     def __init__(self, path: Path, raw: ChunkFileArray, enhanced: ChunkFileArray,
                  columns: dict[str, ChunkFileArray], run: dict[str, Any],
-                 commit_interval_s: float, t0: float | None = None, fsync: str | float = "off") -> None:
+                 commit_interval_s: float, t0: float | None = None, fsync: str | float = "off",
+                 consistency: ChunkFileArray | None = None) -> None:
         self.path, self.raw, self.enhanced, self.columns = path, raw, enhanced, columns
+        self.consistency = consistency  # the map's array, None when the run has no check
         self.run = run
         self.records = RecordTable(load=self._load_records)
         self.commit_interval_s = commit_interval_s
@@ -95,13 +105,17 @@ class RunStore:
         self._reserve: Path | None = None
         self.fsync = fsync_period(fsync)
         self._last_sync = time.monotonic()
-        for arr in (raw, enhanced, *columns.values()):
+        for arr in self._arrays():
             arr.fsync = self.fsync is not None
         self._commit_lock = threading.Lock()
         self._space_lock = threading.Lock()
         self._stop = threading.Event()
         self.commit_error: StoreWriteError | None = None
         self._committer = threading.Thread(target=self._commit_loop, name="live-pssr-commit", daemon=True)
+
+    def _arrays(self) -> list[ChunkFileArray]:
+        images = [self.raw, self.enhanced] + ([self.consistency] if self.consistency is not None else [])
+        return images + list(self.columns.values())
 
     def _load_records(self, chunk: int) -> dict[str, np.ndarray]:
         """A record chunk back from disk (the table keeps only recent chunks in memory)."""
@@ -145,6 +159,7 @@ class RunStore:
         reserve_bytes: int | None = None,
         fsync: str | float = "off",
         t0: float | None = None,
+        consistency: dict[str, Any] | None = None,
     ) -> RunStore:
         """Create a new store at ``path``.
 
@@ -154,7 +169,9 @@ class RunStore:
         The store holds the claim's lock until :meth:`close`. ``reserve_bytes``: space set aside
         for frames queued when the disk fills (default: 16 raw frames, at least 1 MiB);
         ``fsync``: ``"off"``, ``"commit"`` or seconds between flushes (module docstring);
-        ``t0``: ``time.perf_counter()`` at the run's start (the records' clock).
+        ``t0``: ``time.perf_counter()`` at the run's start (the records' clock);
+        ``consistency``: the check's settings (stored as ``live_pssr.consistency``): the store gets
+        the consistency map image ``2`` (module docstring); None: no map.
         """
         path = Path(path)
         dtype = np.dtype(dtype)
@@ -177,6 +194,7 @@ class RunStore:
             "fsync": "off" if period is None else ("commit" if period == 0 else period),
             "status_codes": {s.value: s.name.lower() for s in FrameStatus},
             **(run_metadata or {}),
+            **({"consistency": dict(consistency)} if consistency is not None else {}),
         }
         frame_bytes = h * w * dtype.itemsize
         if reserve_bytes is None:
@@ -187,16 +205,21 @@ class RunStore:
             _allocate(reserve, reserve_bytes)
             write_json_atomic(path / "zarr.json", _group(layout.root_attrs(run)))
             (path / "OME").mkdir()
-            write_json_atomic(path / "OME" / "zarr.json", _group(layout.series_attrs()))
-            names = (("raw", layout.RAW, pixel_size_um, (h, w)),
-                     ("enhanced", layout.ENHANCED, pixel_size_um / upscale, (eh, ew)))
+            write_json_atomic(path / "OME" / "zarr.json",
+                              _group(layout.series_attrs(consistency is not None)))
+            names = [("raw", layout.RAW, pixel_size_um, (h, w), dtype, 0),
+                     ("enhanced", layout.ENHANCED, pixel_size_um / upscale, (eh, ew), dtype, 0)]
+            if consistency is not None:
+                names.append(("consistency", layout.CONSISTENCY, pixel_size_um, (h, w),
+                              np.dtype("<f2"), float("nan")))
             arrays = []
-            for name, key, px, (yy, xx) in names:
+            for name, key, px, (yy, xx), dt, fill in names:
                 (path / key).mkdir()
                 write_json_atomic(path / key / "zarr.json",
                                   _group(layout.image_attrs(name, px, frame_interval_s)))
-                arrays.append(ChunkFileArray(path / key / "0", (0, 1, yy, xx), (1, 1, yy, xx), dtype,
-                                             codec=codec, dimension_names=("t", "c", "y", "x")))
+                arrays.append(ChunkFileArray(path / key / "0", (0, 1, yy, xx), (1, 1, yy, xx), dt,
+                                             codec=codec, fill_value=fill,
+                                             dimension_names=("t", "c", "y", "x")))
             (path / "frames").mkdir()
             write_json_atomic(path / "frames" / "zarr.json",
                               _group({"live_pssr": {"columns": list(COLUMNS), **FORMAT}}))
@@ -205,7 +228,8 @@ class RunStore:
                                   fill_value=fill_value(k), dimension_names=("t",))
                 for k, d in COLUMNS.items()
             }
-            store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s, t0=t0, fsync=fsync)
+            store = cls(path, arrays[0], arrays[1], columns, run, commit_interval_s, t0=t0, fsync=fsync,
+                        consistency=arrays[2] if consistency is not None else None)
             store._reserve, store.reserve_bytes = reserve, reserve_bytes
             store._write_ome_xml(0)
         except OSError as err:
@@ -301,6 +325,26 @@ class RunStore:
                          latency_ms=(end - received_s) * 1e3 if np.isfinite(received_s) else np.nan,
                          **({} if enhance_start_s is None else {"enhance_start_s": enhance_start_s}))
 
+    def write_consistency(self, index: int, result: Any) -> None:
+        """Write frame ``index``'s consistency map and its record columns (the enhancer's thread).
+
+        ``result``: a :class:`~live_pssr.consistency.ConsistencyResult` (its ``signed_map``,
+        ``score``, ``flagged``). Like enhanced frames, never uses the reserve: on a full disk this
+        raises :class:`~live_pssr.errors.DiskFullError` and sets :attr:`disk_full`.
+        """
+        signed = np.asarray(result.signed_map, dtype=np.float32)
+        if self.consistency is not None:
+            try:
+                self.bytes_written += self.consistency.write_chunk(
+                    (index, 0, 0, 0), signed.astype("<f2"), atomic=True)
+            except OSError as err:
+                if err.errno == errno.ENOSPC:
+                    self.disk_full = True
+                raise _write_error(err, self.path) from err
+        self.records.set(index, consistency=float(result.score),
+                         consistency_max=float(np.abs(signed).max()) if signed.size else np.nan,
+                         flagged=int(bool(result.flagged)))
+
     def set_status(self, index: int, status: FrameStatus, **values: float) -> None:
         """Record a status without an image (skipped, failed)."""
         self.records.set(index, status=int(status), **values)
@@ -332,8 +376,7 @@ class RunStore:
         due = self.fsync is not None and (time.monotonic() - self._last_sync >= self.fsync
                                           or self._stop.is_set())
         if due:
-            paths = [p for arr in (self.raw, self.enhanced, *self.columns.values())
-                     for p in arr.take_unsynced()]
+            paths = [p for arr in self._arrays() for p in arr.take_unsynced()]
             fsync_paths(paths)  # data first, then the metadata that makes them visible
             self._last_sync = time.monotonic()
         if n != self.n_committed:
@@ -342,17 +385,23 @@ class RunStore:
             arr.resize((n,))
         self.raw.resize((n, *self.raw.shape[1:]))
         self.enhanced.resize((n, *self.enhanced.shape[1:]))
+        if self.consistency is not None:
+            self.consistency.resize((n, *self.consistency.shape[1:]))
 
     def _write_ome_xml(self, n: int) -> None:
         h, w = self.run["raw_shape"]
         eh, ew = self.run["enhanced_shape"]
         px = self.run["pixel_size_um"]
-        xml = layout.ome_xml([
+        images = [
             {"name": "raw", "size_t": n, "size_y": h, "size_x": w, "pixel_size_um": px,
              "dtype": self.run["dtype"]},
             {"name": "enhanced", "size_t": n, "size_y": eh, "size_x": ew,
              "pixel_size_um": px / self.run["upscale"], "dtype": self.run["dtype"]},
-        ])
+        ]
+        if self.consistency is not None:
+            images.append({"name": "consistency", "size_t": n, "size_y": h, "size_x": w,
+                           "pixel_size_um": px, "dtype": "float"})
+        xml = layout.ome_xml(images)
         tmp = self.path / "OME" / ".METADATA.ome.xml.tmp"
         try:
             tmp.write_bytes(xml.encode("utf-8"))  # UTF-8 whatever the process locale ("µm")
