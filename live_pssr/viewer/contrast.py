@@ -12,7 +12,13 @@ The viewer computes everything it needs per frame from a strided sample of the i
 - :func:`render_rgb`: the same, RGB, for snapshots (exactly what the panel shows);
 - :func:`display_stride`: how many image pixels fall on one screen pixel, so the viewer hands Qt
   a strided view instead of an image larger than the screen (same look as Qt's nearest-neighbour
-  scaling, a fraction of the cost).
+  scaling, a fraction of the cost);
+- :func:`signed_rgba`: a signed map (the consistency check's, in noise sigmas) in the diverging
+  table :data:`DIVERGING` with symmetric levels ``-limit..+limit`` centred at 0 (blue = the
+  enhanced frame lacks light the raw frame holds, red = it adds light the raw frame does not
+  show); its opacity grows with ``|value|`` (0 at 0, full at ``limit``), so the overlay leaves
+  consistent parts of the image underneath untouched; NaN (frame not checked) is transparent.
+  :func:`signed_limit` picks ``limit``: the flag threshold when known, else a robust maximum.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ import numpy as np
 LUTS = ("grey", "green", "magma")
 #: pixels sampled for auto levels and histograms
 MAX_SAMPLES = 1 << 15
+#: pyqtgraph's (colorcet) diverging map for signed maps: blue - white - red, perceptually uniform
+DIVERGING = "CET-D1"
+#: opacity of the signed overlay at and beyond its limit
+OVERLAY_OPACITY = 0.85
+#: the smallest symmetric limit of a signed map without a known threshold (noise sigmas)
+MIN_SIGNED_LIMIT = 3.0
 
 
 def sample(image: np.ndarray, max_samples: int = MAX_SAMPLES) -> np.ndarray:
@@ -119,3 +131,52 @@ def display_stride(image_px_per_screen_px: float, max_stride: int = 8) -> int:
     if not math.isfinite(image_px_per_screen_px) or image_px_per_screen_px < 2:
         return 1
     return int(min(max_stride, math.floor(image_px_per_screen_px)))
+
+
+#: steps of the signed table: odd, so that 0 has its own entry and +v / -v mirror exactly
+SIGNED_STEPS = 255
+
+
+@cache
+def _signed_table(opacity: float) -> np.ndarray:
+    """RGBA pixels (little-endian uint32): :data:`SIGNED_STEPS` steps of :data:`DIVERGING` (the
+    middle one is 0), alpha ``opacity * |value| / limit``; one more entry, transparent, for NaN."""
+    import pyqtgraph as pg  # the colour map data ships with pyqtgraph
+
+    n, mid = SIGNED_STEPS, SIGNED_STEPS // 2
+    rgb = pg.colormap.get(DIVERGING).getLookupTable(nPts=n, alpha=False).astype("<u4")
+    alpha = np.round(255.0 * opacity * np.abs(np.arange(n) - mid) / mid).astype("<u4")
+    table = np.zeros(n + 1, "<u4")
+    table[:n] = rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16) | (alpha << 24)
+    table.setflags(write=False)
+    return table
+
+
+def signed_rgba(signed: np.ndarray, limit: float, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+    """``(H, W, 4) uint8``: ``signed`` in :data:`DIVERGING`, levels ``-limit..+limit`` (0 = centre).
+
+    Opacity grows linearly with ``|value|`` up to ``opacity`` at ``limit``; NaN is transparent.
+    """
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"the limit of a signed map must be a finite number > 0, got {limit!r}")
+    mid = SIGNED_STEPS // 2
+    v = np.asarray(signed, dtype=np.float32)
+    steps = np.abs(v) * np.float32(mid / limit)  # |value| in table steps, rounded half up: symmetric
+    np.minimum(steps, np.float32(mid), out=steps)
+    nan = np.isnan(steps)
+    steps[nan] = 0.0
+    k = np.floor(steps + np.float32(0.5)).astype(np.int16)
+    i = np.where(v < 0, mid - k, mid + k)
+    i[nan] = SIGNED_STEPS
+    return np.take(_signed_table(float(opacity)), i).view(np.uint8).reshape(*v.shape, 4)
+
+
+def signed_limit(signed: np.ndarray, threshold: float | None = None) -> float:
+    """The symmetric display limit of a signed map: the flag ``threshold`` when known (full colour
+    = flagged), else the 99.8th percentile of ``|signed|`` (at least :data:`MIN_SIGNED_LIMIT`)."""
+    if threshold is not None and math.isfinite(threshold) and threshold > 0:
+        return float(threshold)
+    s = np.abs(sample(np.asarray(signed)))
+    s = s[np.isfinite(s)]
+    top = float(np.percentile(s, 99.8)) if s.size else 0.0
+    return max(MIN_SIGNED_LIMIT, top)

@@ -122,6 +122,8 @@ class ImagePanel(QtWidgets.QWidget):
         self.title_label = QtWidgets.QLabel(f"<b>{title}</b>")
         self.info_label = QtWidgets.QLabel("waiting for frames")
         self.info_label.setStyleSheet("color: gray")
+        self.note_label = QtWidgets.QLabel("")  # e.g. the consistency map's legend or flag
+        self.note_label.setVisible(False)
         self.auto_box = QtWidgets.QCheckBox("auto")
         self.auto_box.setChecked(True)
         self.auto_box.setToolTip("Auto contrast: 1-99.8 percentiles of each frame (A: both panels)")
@@ -135,7 +137,7 @@ class ImagePanel(QtWidgets.QWidget):
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(4, 2, 4, 0)
         header.setSpacing(8)
-        for w in (self.title_label, self.info_label):
+        for w in (self.title_label, self.info_label, self.note_label):
             header.addWidget(w)
         header.addStretch(1)
         header.addWidget(self.auto_box)
@@ -158,6 +160,12 @@ class ImagePanel(QtWidgets.QWidget):
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.hist)
         self.lut_box.setCurrentText(lut)
+
+    def set_note(self, text: str, style: str = "") -> None:
+        """A note in the panel's header (hidden when empty)."""
+        self.note_label.setText(text)
+        self.note_label.setStyleSheet(style)
+        self.note_label.setVisible(bool(text))
 
     # ---------------------------------------------------------------- contrast and LUT
     def set_auto(self, auto: bool) -> None:

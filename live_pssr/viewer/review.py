@@ -6,6 +6,12 @@ when asked for a frame past the frames it knows, or when its view is older than
 is opened once. The store's
 writer commits by atomic metadata replacement, so a re-open always sees a consistent prefix.
 No Qt here: the viewer calls it from its GUI timer, tests call it directly.
+
+Runs recorded with the data-consistency check hold a third image, the signed error map of each
+checked frame at the raw frame's shape (``RUN/2``); :attr:`ReviewFrame.consistency` is that map
+(None when the store has none or the frame was not checked), and the frame's record carries its
+``consistency`` score, ``consistency_max`` and ``flagged``. :attr:`StoreBrowser.consistency_absent`
+says why a store has no map to show (None when it has one).
 """
 
 from __future__ import annotations
@@ -35,10 +41,27 @@ class ReviewFrame:
     raw: np.ndarray
     enhanced: np.ndarray
     record: dict[str, Any]
+    #: the signed consistency map (float32, raw shape), or None (no map in the store / not checked)
+    consistency: np.ndarray | None = None
 
     @property
     def status(self) -> str:
         return STATUS.get(int(self.record.get("status", 0)), "unknown")
+
+    @property
+    def score(self) -> float | None:
+        """The consistency score of this frame (None: not checked)."""
+        v = self.record.get("consistency", math.nan)
+        return float(v) if v is not None and math.isfinite(v) else None
+
+    @property
+    def consistency_max(self) -> float | None:
+        v = self.record.get("consistency_max", math.nan)
+        return float(v) if v is not None and math.isfinite(v) else None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.record.get("flagged", 0)) and self.score is not None
 
     @property
     def enhanced_valid(self) -> bool:
@@ -59,6 +82,8 @@ def record_text(frame: ReviewFrame) -> str:
     start, end = r.get("enhance_start_s", math.nan), r.get("enhance_end_s", math.nan)
     if math.isfinite(start) and math.isfinite(end):
         parts.append(f"enhanced at {end:.2f} s (took {(end - start) * 1e3:.0f} ms)")
+    if frame.score is not None:
+        parts.append(f"consistency {frame.score:.3f}" + (" FLAGGED" if frame.flagged else ""))
     if not frame.enhanced_valid:
         parts.append("no enhanced image" + (" (newer frame enhanced instead)"
                                              if frame.status == "skipped" else ""))
@@ -108,6 +133,27 @@ class StoreBrowser:
         return int(r.run.get("upscale") or max(1, r.enhanced.shape[-1] // r.raw.shape[-1]))
 
     @property
+    def consistency_absent(self) -> str | None:
+        """Why this store has no consistency map to show, or None when it has one."""
+        if self.reader.consistency is None:
+            return ("this run has no consistency map: it was recorded without the data-consistency "
+                    "check (record with it on to see where the enhanced frame departs from the raw one)")
+        return None
+
+    @property
+    def consistency_threshold(self) -> float | None:
+        """The flag level of the run's error maps (noise sigmas), when the store says."""
+        cfg = self.reader.run.get("consistency")
+        v = cfg.get("threshold") if isinstance(cfg, dict) else None
+        return float(v) if isinstance(v, int | float) and math.isfinite(v) and v > 0 else None
+
+    def consistency_counts(self) -> tuple[int, int]:
+        """``(checked, flagged)`` frames of the store's records."""
+        rec = self.reader.records
+        checked = np.isfinite(rec["consistency"])
+        return int(checked.sum()), int((rec["flagged"].astype(bool) & checked).sum())
+
+    @property
     def growing(self) -> bool:
         """True while the store is still being written (not closed)."""
         return self.reader.run.get("state") != "closed"
@@ -131,4 +177,6 @@ class StoreBrowser:
             raise IndexError(f"{self.path} holds no frames yet")
         t = int(min(max(t, 0), r.n_frames - 1))
         record = {k: v[t].item() for k, v in r.records.items()}
-        return ReviewFrame(t, np.asarray(r.raw_frame(t)), np.asarray(r.enhanced_frame(t)), record)
+        cmap = r.consistency_frame(t)
+        return ReviewFrame(t, np.asarray(r.raw_frame(t)), np.asarray(r.enhanced_frame(t)), record,
+                           None if cmap is None else np.asarray(cmap, dtype=np.float32))

@@ -1,7 +1,9 @@
 """Snapshots: both panels as one PNG, at full resolution, with each panel's contrast and LUT.
 
 The raw frame is enlarged by pixel repetition to the enhanced size, so the two halves show the
-same field at the same scale (raw left, enhanced right, a 16-pixel dark gap between them).
+same field at the same scale (raw left, enhanced right, a 16-pixel dark gap between them). With
+the consistency overlay on, its coloured map (raw resolution, RGBA) is enlarged the same way and
+alpha-blended over the enhanced half, as on screen.
 Files go next to the run store and never overwrite: ``<store stem>_snap_<raw>-<enhanced>.png``.
 """
 
@@ -18,8 +20,11 @@ GAP = 16
 
 def side_by_side(raw: np.ndarray | None, raw_levels: tuple[float, float], raw_lut: str,
                  enhanced: np.ndarray | None, enh_levels: tuple[float, float], enh_lut: str,
-                 upscale: int) -> np.ndarray:
-    """``(H, 2W + GAP, 3) uint8``: raw (enlarged ``upscale`` times) beside enhanced."""
+                 upscale: int, overlay: np.ndarray | None = None) -> np.ndarray:
+    """``(H, 2W + GAP, 3) uint8``: raw (enlarged ``upscale`` times) beside enhanced.
+
+    ``overlay``: ``(h, w, 4) uint8`` RGBA at raw resolution, blended over the enhanced half.
+    """
     if raw is None and enhanced is None:
         raise ValueError("nothing to snapshot: no frame shown yet")
     if enhanced is None:
@@ -30,7 +35,21 @@ def side_by_side(raw: np.ndarray | None, raw_levels: tuple[float, float], raw_lu
         big = np.repeat(np.repeat(render_rgb(raw, raw_levels, raw_lut), upscale, 0), upscale, 1)
         left[: min(h, big.shape[0]), : min(w, big.shape[1])] = big[:h, :w]
     gap = np.full((h, GAP, 3), 24, np.uint8)
-    return np.concatenate([left, gap, render_rgb(enhanced, enh_levels, enh_lut)], axis=1)
+    right = render_rgb(enhanced, enh_levels, enh_lut)
+    if overlay is not None:
+        right = blend_over(right, overlay, upscale)
+    return np.concatenate([left, gap, right], axis=1)
+
+
+def blend_over(rgb: np.ndarray, rgba: np.ndarray, upscale: int) -> np.ndarray:
+    """``rgba`` (enlarged ``upscale`` times by pixel repetition) alpha-blended over ``rgb``."""
+    h, w = rgb.shape[:2]
+    big = np.repeat(np.repeat(rgba, upscale, 0), upscale, 1)[:h, :w]
+    out = rgb.astype(np.float32)
+    hh, ww = big.shape[:2]
+    alpha = big[..., 3:4].astype(np.float32) / 255.0
+    out[:hh, :ww] = out[:hh, :ww] * (1.0 - alpha) + big[..., :3].astype(np.float32) * alpha
+    return np.rint(out).astype(np.uint8)
 
 
 def snapshot_path(store_path: str | Path | None, raw_index: int | None, enh_index: int | None,

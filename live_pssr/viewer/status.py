@@ -4,12 +4,18 @@ Fields, in order: state, camera fps, enhancement fps, latency p50/p99 (the pipel
 window, last 5 s), queue depth (raw queue + enhancement queue + backlog), frames skipped in
 preview, display fps (the viewer's own redraws of raw and of enhanced frames), engine and
 model, store path and size.
+
+The consistency field (:func:`consistency_status`) says how many checked frames the run's
+data-consistency check flagged, the newest score, and the shown frame's score; its ``level``
+picks one of :data:`CONSISTENCY_STYLES`: ``off`` (no check), ``ok``, ``warn`` (frames of this run
+were flagged, not the shown one) and ``flagged`` (the shown frame is: white on red).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from ..pipeline import PipelineStats
@@ -65,6 +71,70 @@ def review_fields(summary: dict[str, Any]) -> dict[str, str]:
         "engine": f"{summary.get('engine') or '-'} | {summary.get('model') or '-'}",
         "store": f"{summary.get('path')} ({format_bytes(summary.get('bytes_on_disk', 0))})",
     }
+
+
+#: Qt style sheets of the consistency field, by level
+CONSISTENCY_STYLES = {
+    "off": "color: gray",
+    "ok": "",
+    "warn": "color: #e07b00; font-weight: bold",
+    "flagged": "background-color: #c62828; color: white; font-weight: bold",
+}
+
+
+@dataclass(frozen=True)
+class ConsistencyStatus:
+    """The status bar's consistency field: its text, level (a key of CONSISTENCY_STYLES), tooltip."""
+
+    text: str
+    level: str
+    tip: str
+
+    @property
+    def style(self) -> str:
+        return CONSISTENCY_STYLES[self.level]
+
+
+def _score(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.3f}"
+
+
+def consistency_status(checked: int, flagged: int, *, frame: int | None = None,
+                       frame_score: float | None = None, frame_flagged: bool | None = None,
+                       frame_max: float | None = None, threshold: float | None = None,
+                       last_score: float | None = None, enabled: bool = True) -> ConsistencyStatus:
+    """The consistency field for ``checked`` frames of which ``flagged`` were flagged.
+
+    ``frame``/``frame_score``/``frame_flagged``/``frame_max``: the shown enhanced frame (its
+    score, flag and error-map maximum; None: not checked); ``threshold``: the flag level;
+    ``last_score``: the newest checked frame's score (live); ``enabled``: the run checks frames.
+    """
+    tip = ("data consistency: does the enhanced frame explain the raw frame within the camera's "
+           "noise? score 1 = fully; flagged = it adds or removes structure the raw frame does not "
+           "support (C shows the map: red added, blue removed)")
+    if not enabled:
+        return ConsistencyStatus("consistency off", "off", "this run does not check its frames "
+                                 "(start it with the consistency check on)")
+    counts = f"{flagged} of {checked} checked frame{'s' if checked != 1 else ''} flagged"
+    last = f" | last {_score(last_score)}" if last_score is not None else ""
+    if frame is None:
+        shown = ""
+    elif frame_score is None or frame_score != frame_score:
+        shown = f"#{frame} not checked"
+    else:
+        shown = f"#{frame} score {_score(frame_score)}"
+    if frame_flagged and frame is not None:
+        over = ""
+        if frame_max is not None and threshold is not None:
+            over = f", max {frame_max:.1f}σ > {threshold:.1f}σ"
+        score = f"score {_score(frame_score)}" if frame_score is not None else "score -"
+        return ConsistencyStatus(f"⚠ FLAGGED #{frame}: {score}{over} | {counts}", "flagged", tip)
+    if flagged > 0:
+        return ConsistencyStatus(f"⚠ {counts}" + (f" | {shown}" if shown else "") + last, "warn", tip)
+    if checked == 0:
+        return ConsistencyStatus("consistency: no frame checked yet" + (f" | {shown}" if shown else ""),
+                                 "ok", tip)
+    return ConsistencyStatus(f"consistency {counts}" + (f" | {shown}" if shown else "") + last, "ok", tip)
 
 
 class RateCounter:

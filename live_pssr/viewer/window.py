@@ -16,8 +16,19 @@ Display modes: side by side (linked pan/zoom; raw scaled to the enhanced field),
 blend and "pair" mode the raw image is the frame the enhanced one was made from, so the two
 always show the same instant; otherwise the raw panel shows the newest camera frame.
 
-Keys: Space pause/resume, Shift+Esc stop, Ctrl+S snapshot, 1-4 modes, A auto contrast, F fit,
-M pair, Left/Right step back/forward (review), Home first frame, End back to live, Ctrl+W close.
+Consistency overlay (C, or the "consistency" box; in any display mode): the signed error map of
+the run's data-consistency check over the enhanced image, at the raw frame's field (see
+:mod:`~live_pssr.viewer.consistency_layer`). Live, the map, score and flag of the shown enhanced
+frame come in the pipeline's ``DisplayFrame`` and the run's counts in its ``PipelineStats``; in
+review they are read from the store. The status bar's consistency field counts the flagged
+frames and turns white on red while the shown frame is flagged (the enhanced panel says so too).
+A map shows only over the enhanced frame it belongs to (a frame not checked shows none). A run
+without maps (recorded, or running, without the check) leaves the control disabled, its tooltip
+saying why; the C key then only shows that reason in the status bar, never an error.
+
+Keys: Space pause/resume, Shift+Esc stop, Ctrl+S snapshot, 1-4 modes, C consistency overlay,
+A auto contrast, F fit, M pair, Left/Right step back/forward (review), Home first frame, End back
+to live, Ctrl+W close.
 """
 
 from __future__ import annotations
@@ -29,17 +40,18 @@ from typing import Any
 import numpy as np
 from qtpy import QtCore, QtGui, QtWidgets
 
+from .consistency_layer import ConsistencyLayer
 from .overlay import Overlay
 from .panel import ImagePanel
 from .qt_refcount import guard
 from .review import ReviewFrame, StoreBrowser, record_text
 from .snapshot import save_png, side_by_side, snapshot_path
-from .status import RateCounter, review_fields, status_fields
+from .status import ConsistencyStatus, RateCounter, consistency_status, review_fields, status_fields
 
 MODES = {"side": "Side by side", "split": "Split", "blend": "Blend", "enhanced": "Enhanced only"}
 STATUS_HZ = 4.0
-STATUS_KEYS = ("state", "cursor", "camera", "enhance", "latency", "queue", "skipped", "display", "engine",
-               "store")
+STATUS_KEYS = ("state", "consistency", "cursor", "camera", "enhance", "latency", "queue", "skipped",
+               "display", "engine", "store")
 
 
 class ViewerWindow(QtWidgets.QMainWindow):
@@ -79,6 +91,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._fitted = False
         self._closed = False
         self._n_max = 0
+        self.consistency_on = False  # the overlay mode (C)
+        self._cons_seen = False  # live: a consistency map has arrived from the pipeline
+        #: the shown enhanced frame's check: (index, score, flagged, error-map max, threshold)
+        self._cons_frame: tuple[int, float | None, bool, float | None, float | None] | None = None
+        self.consistency_state: ConsistencyStatus | None = None
 
         self.setWindowTitle(f"live-pssr - {self.store_path}")
         self.raw_panel = ImagePanel("raw", lut="grey", scale=self.upscale)
@@ -88,6 +105,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.overlay = Overlay(self.enh_panel.view)
         self.raw_panel.add_mirror(self.overlay.item, self.upscale)
         self.overlay.positionChanged.connect(self._overlay_dragged)
+        self.consistency = ConsistencyLayer(self.enh_panel.view)
         self.raw_panel.contrastChanged.connect(self._raw_contrast_changed)
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.addWidget(self.raw_panel)
@@ -169,6 +187,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._action("Pair", "M", lambda: self.set_pair(not self.pair), "Pair raw with enhanced")
         if self.live:
             bar.addWidget(self.pair_box)
+        self.cons_box = QtWidgets.QCheckBox("consistency")
+        self.cons_box.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.cons_box.toggled.connect(self.set_consistency)
+        bar.addWidget(self.cons_box)
+        self.cons_act = self._action("Consistency", "C", self.toggle_consistency, "Consistency overlay")
         self._action("Auto contrast", "A", self.auto_contrast, "Auto contrast on both panels")
         self._action("Close", "Ctrl+W", self.close, "Close the window")
 
@@ -211,6 +234,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             else:
                 bar.addPermanentWidget(lab)
         self.status_labels["state"].setText("starting" if self.live else "review")
+        self._update_consistency_control()
 
     # ================================================================ controls
     def start(self) -> None:
@@ -248,8 +272,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.mode_box.blockSignals(False)
         self.raw_panel.setVisible(mode == "side")
         overlay = mode if mode in ("split", "blend") else "off"
-        title = {"split": "raw | enhanced", "blend": "raw + enhanced"}.get(mode, "enhanced")
-        self.enh_panel.title_label.setText(f"<b>{title}</b>")
+        self._set_title()
         self.overlay.set_mode(overlay)
         self.mix_slider.setEnabled(overlay != "off")
         if overlay != "off":
@@ -269,6 +292,87 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.pair_box.blockSignals(False)
         self._seq = -1
         self._redraw_now()
+
+    def _set_title(self) -> None:
+        title = {"split": "raw | enhanced", "blend": "raw + enhanced"}.get(self.mode, "enhanced")
+        if self.consistency_on:
+            title += " + consistency"
+        self.enh_panel.title_label.setText(f"<b>{title}</b>")
+
+    @property
+    def consistency_unavailable(self) -> str | None:
+        """Why the consistency overlay cannot be shown (None: it can)."""
+        if self.live and not self.reviewing:
+            if self.checks_consistency:
+                return None
+            return ("this run does not check its frames: start it with the consistency check on "
+                    "(it is on unless switched off)")
+        if self.browser is None:
+            return "no run store to read consistency maps from"
+        try:
+            return self.browser.consistency_absent
+        except (OSError, ValueError) as err:
+            return f"cannot read the consistency maps of {self.store_path}: {err}"
+
+    def set_consistency(self, on: bool) -> None:
+        """Show (True) or hide the consistency overlay; unavailable: says why and stays off."""
+        on = bool(on)
+        reason = self.consistency_unavailable if on else None
+        if reason is not None:
+            on = False
+            self.statusBar().showMessage(f"consistency overlay unavailable: {reason}", 6000)
+        self.consistency_on = on
+        if self.cons_box.isChecked() != on:
+            self.cons_box.blockSignals(True)
+            self.cons_box.setChecked(on)
+            self.cons_box.blockSignals(False)
+        self.consistency.set_enabled(on)
+        self._set_title()
+        self._consistency_note()
+
+    def toggle_consistency(self) -> None:
+        self.set_consistency(not self.consistency_on)
+
+    def _update_consistency_control(self) -> None:
+        """Enable the control when maps exist; its tooltip says what it does, or why it cannot."""
+        reason = self.consistency_unavailable
+        self.cons_box.setEnabled(reason is None)
+        self.cons_box.setToolTip("Consistency overlay (C): the check's signed error map over the enhanced "
+                                 "image; red = structure the raw frame does not show (added), blue = "
+                                 "structure it shows that the enhanced frame lacks (removed)"
+                                 if reason is None else f"Consistency overlay unavailable: {reason}")
+        if reason is not None and self.consistency_on:
+            self.set_consistency(False)
+
+    @property
+    def checks_consistency(self) -> bool:
+        """Live: the pipeline runs the consistency check (or maps have arrived from it)."""
+        return self.live and (self.pipeline.check is not None or self._cons_seen)
+
+    def _show_consistency(self, signed: np.ndarray | None, index: int | None, score: float | None,
+                          flagged: bool | None, threshold: float | None,
+                          peak: float | None = None) -> None:
+        """The shown enhanced frame's check: the overlay's map, the panel note, the status field."""
+        if signed is not None and peak is None:
+            finite = np.abs(signed[np.isfinite(signed)])
+            peak = float(finite.max()) if finite.size else None
+        self.consistency.set_map(signed, index, self.upscale, threshold)
+        self._cons_frame = None if index is None else (index, score, bool(flagged), peak, threshold)
+        self._consistency_note()
+
+    def _consistency_note(self) -> None:
+        f = self._cons_frame
+        flagged = f is not None and f[2]
+        if flagged:
+            self.enh_panel.set_note(f"\u26a0 FLAGGED: #{f[0]} holds structure the raw frame does not support",
+                                    "color: white; background-color: #c62828; font-weight: bold")
+        elif self.consistency_on and self.consistency.map is not None:
+            self.enh_panel.set_note(f"map #{self.consistency.index}: red added, blue removed, "
+                                    f"\u00b1{self.consistency.limit:.1f}\u03c3", "color: gray")
+        elif self.consistency_on and f is not None:
+            self.enh_panel.set_note(f"#{f[0]} not checked: no map", "color: gray")
+        else:
+            self.enh_panel.set_note("")
 
     def auto_contrast(self) -> None:
         self.raw_panel.set_auto(True)
@@ -306,6 +410,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.review_t = None
         self._review_shown = None
         self._seq = -1
+        self._cons_frame = None
         self.record_label.setText("")
 
     def snapshot(self, path: str | Path | None = None) -> Path | None:
@@ -315,7 +420,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage("snapshot: no frame yet", 3000)
             return None
         out = Path(path) if path else snapshot_path(self.store_path, raw.index, enh.index)
-        rgb = side_by_side(raw.image, raw.levels, raw.lut, enh.image, enh.levels, enh.lut, self.upscale)
+        rgb = side_by_side(raw.image, raw.levels, raw.lut, enh.image, enh.levels, enh.lut, self.upscale,
+                           overlay=self.consistency.rgba() if self.consistency.shown else None)
         self.last_snapshot = save_png(rgb, out)
         self.statusBar().showMessage(f"snapshot saved: {out}", 5000)
         return self.last_snapshot
@@ -353,6 +459,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         d = self.pipeline.latest()
         if d is None or d.seq == self._seq:
             return False
+        return self.show_frame(d)
+
+    def show_frame(self, d: Any) -> bool:
+        """Draw a :class:`~live_pssr.pipeline.DisplayFrame` (the live timer's step, with
+        ``pipeline.latest()``): what changed of raw, enhanced and its consistency check."""
         self._seq = d.seq
         self._latest = d
         drew = False
@@ -370,6 +481,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.enhanced_shown += 1
             self.enh_drawn.tick()
             drew = True
+        signed = d.consistency
+        shown = self._cons_frame
+        if d.enhanced_index is not None and (shown is None or shown[0] != d.enhanced_index
+                                             or signed is not self.consistency.map):
+            self._cons_seen = self._cons_seen or signed is not None
+            self._show_consistency(signed, d.enhanced_index, d.score, d.flagged, d.threshold)
         if drew:
             self._redraw_overlay()
         if self.live and not self.reviewing:
@@ -420,6 +537,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.time_label.setText(f"{self.review_t} / {max(self._n_max, n - 1)}")
         self.raw_panel.set_image(f.raw, f.index, info=f"#{f.index} (store)")
         self.enh_panel.set_image(f.enhanced, f.index, info=f"#{f.index} ({f.status})")
+        self._show_consistency(f.consistency, f.index, f.score, f.flagged, self.browser.consistency_threshold,
+                               f.consistency_max)
+        if not self.live:
+            self._review_consistency_status()
         self.record_label.setText(record_text(f) + (f" | frame {t} not on disk yet" if pending else ""))
         self._redraw_overlay()
         return True
@@ -457,9 +578,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.status_labels["cursor"].setText("")
             return
         fmt = "{:.0f}".format
+        cons = self.consistency.value_at(pt.x(), pt.y()) if self.consistency.shown else None
         self.status_labels["cursor"].setText(
             f"x {pt.x() / self.upscale:.1f} y {pt.y() / self.upscale:.1f}: raw "
-            f"{'-' if raw is None else fmt(raw)} | enhanced {'-' if enh is None else fmt(enh)}")
+            f"{'-' if raw is None else fmt(raw)} | enhanced {'-' if enh is None else fmt(enh)}"
+            + ("" if cons is None else f" | consistency {cons:+.1f}\u03c3"))
 
     # ================================================================ status
     @property
@@ -499,6 +622,17 @@ class ViewerWindow(QtWidgets.QMainWindow):
         fields = status_fields(st, self.raw_drawn.rate(now), self.enh_drawn.rate(now), self.state_text(st))
         for key, text in fields.items():
             self.status_labels[key].setText(text)
+        self._update_consistency_control()
+        if self.reviewing and self.browser is not None:
+            self._review_consistency_status()
+        else:
+            f = self._cons_frame
+            self._set_consistency_status(consistency_status(
+                st.frames_checked, st.frames_flagged,
+                frame=None if f is None else f[0], frame_score=None if f is None else f[1],
+                frame_flagged=None if f is None else f[2], frame_max=None if f is None else f[3],
+                threshold=None if f is None else f[4], last_score=st.last_score,
+                enabled=st.frames_checked > 0 or self.checks_consistency))
         bad = st.error is not None or (self.runner is not None and self.runner.error is not None)
         self.status_labels["state"].setStyleSheet("color: #d04040" if bad else "")
         done = self.runner is None or self.runner.done.is_set()
@@ -516,6 +650,31 @@ class ViewerWindow(QtWidgets.QMainWindow):
             fields = {"state": f"cannot read {self.store_path}: {err}"}
         for key, text in fields.items():
             self.status_labels[key].setText(text)
+        self._review_consistency_status()
+
+    def _review_consistency_status(self) -> None:
+        """The consistency field from the store's records (review)."""
+        try:
+            checked, flagged = self.browser.consistency_counts()
+            enabled = self.browser.consistency_absent is None or checked > 0
+        except (OSError, ValueError) as err:
+            self._set_consistency_status(ConsistencyStatus(f"consistency unreadable: {err}", "warn", ""))
+            return
+        f = self._cons_frame
+        self._set_consistency_status(consistency_status(
+            checked, flagged, frame=None if f is None else f[0], frame_score=None if f is None else f[1],
+            frame_flagged=None if f is None else f[2], frame_max=None if f is None else f[3],
+            threshold=None if f is None else f[4], enabled=enabled))
+        self._update_consistency_control()
+
+    def _set_consistency_status(self, state: ConsistencyStatus) -> None:
+        self.consistency_state = state
+        lab = self.status_labels["consistency"]
+        if lab.text() != state.text:
+            lab.setText(state.text)
+        if lab.styleSheet() != state.style:
+            lab.setStyleSheet(state.style)
+        lab.setToolTip(state.tip)
 
     # ================================================================ closing
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt override
