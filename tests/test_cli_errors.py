@@ -301,7 +301,9 @@ def test_bench_pipeline_creates_a_missing_dir(capsys, monkeypatch, tmp_path, tin
     assert code == 0, text
     assert folder.is_dir() and not any(folder.iterdir())  # the output folder stays, its scratch is removed
     rows = json.loads((tmp_path / "out" / "pipeline.json").read_text())["rows"]
-    assert [r["test"] for r in rows] == ["disk", "raw-write", "raw-write", "raw-sustain", "live", "live"]
+    assert [r["test"] for r in rows] == ["disk", "raw-write", "raw-write", "raw-sustain", "live", "live", "live"]
+    assert [(r["policy"], r["consistency"]) for r in rows[4:]] == [
+        ("preview", True), ("complete", False), ("complete", True)]
 
 
 def test_bench_scratch_dir_is_created_or_refused(tmp_path):

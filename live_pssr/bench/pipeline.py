@@ -11,8 +11,11 @@ Rows:
   deepest raw queue, and how long the last frames took to land after the last hand-over.
 - ``overhead``: cost of ``submit`` on the acquisition thread (p50/p99), and pipeline time per frame
   minus the store's own append time per frame (what the threads and queues add).
-- ``live``: the shipped model end to end at 256² input: frames paced at the camera rate (preview)
-  and as fast as possible (complete): enhanced fps, p50/p99 latency from submit to enhanced on disk.
+- ``live``: the shipped model end to end at 256² input: frames paced at the camera rate (preview,
+  with the consistency check on, as live runs have it by default) and as fast as possible
+  (complete, without and with the check: ``consistency`` column; the ratio of the two is the
+  check's cost to the live path's throughput): enhanced fps, p50/p99 latency from submit to
+  enhanced on disk.
 """
 
 from __future__ import annotations
@@ -160,16 +163,19 @@ def bench_sustain(folder: Path, shape: tuple[int, int], n_frames: int, codec: st
 
 
 def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, policy: str,
-                    paced_fps: float | None, out: Path) -> tuple[Any, float]:
+                    paced_fps: float | None, out: Path, consistency: bool = False) -> tuple[Any, float]:
     """``n_frames`` of ``frames`` (cycled) through a live pipeline into ``out`` (removed after).
 
-    Paced at ``paced_fps`` (None: as fast as ``submit`` takes them). Returns the summary and the
-    wall time from the first frame to the closed store.
+    Paced at ``paced_fps`` (None: as fast as ``submit`` takes them); ``consistency``: with the live
+    consistency check (noise estimated from each frame). Returns the summary and the wall time
+    from the first frame to the closed store.
     """
     from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
+    from ..pipeline.checking import consistency_spec
 
-    p = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy=policy).start()
+    p = LivePipeline(enhancer, StoreSpec(out, overwrite=True), policy=policy,
+                     consistency=consistency_spec(consistency)).start()
     t0 = time.perf_counter()
     for i in range(n_frames):
         if paced_fps:
@@ -182,7 +188,7 @@ def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, poli
 
 
 def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, policy: str,
-               paced_fps: float | None) -> dict:
+               paced_fps: float | None, consistency: bool = False) -> dict:
     from ..enhancer import build_enhancer
     from ..sim import MicroscopeConfig, SimulatedMicroscope
 
@@ -190,10 +196,12 @@ def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, 
     mic = SimulatedMicroscope(MicroscopeConfig(height=size, width=size, upscale=enhancer.upscale))
     frames = [mic.frame(t) for t in range(min(n_frames, 50))]
     enhancer.enhance_window([frames[0]])  # warm-up outside the timing
-    s, dt = run_live_frames(enhancer, frames, n_frames, policy, paced_fps, folder / f"live-{policy}.ome.zarr")
+    s, dt = run_live_frames(enhancer, frames, n_frames, policy, paced_fps, folder / f"live-{policy}.ome.zarr",
+                            consistency=consistency)
     done = s.enhanced_live + s.enhanced_after
     return {
-        "policy": policy, "camera_fps": s.acquisition_fps, "input": f"{size}x{size}",
+        "policy": policy, "consistency": consistency, "camera_fps": s.acquisition_fps,
+        "input": f"{size}x{size}",
         "engine": s.engine, "model": s.model, "frames": n_frames, "enhanced": done,
         "skipped": s.skipped, "enhanced_fps": done / dt if policy == "complete" else s.enhance_fps,
         "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms,
@@ -235,11 +243,15 @@ def command(
             rows.append({"test": "raw-write", **r})
         r = bench_sustain(folder, (2048, 2048), frames_2048, codec, target_fps=100.0)
         rows.append({"test": "raw-sustain", **r, "ratio_to_disk": r["MB_s"] / disk})
-        rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "preview", 20.0)})
-        rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "complete", None)})
+        rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "preview", 20.0,
+                                                  consistency=True)})
+        for check in (False, True):
+            rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "complete",
+                                                      None, consistency=check)})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report("pipeline", rows, json_path, columns=[
-        "test", "shape", "input", "policy", "target_fps", "fps", "MB_s", "ratio_to_disk", "max_raw_queue",
+        "test", "shape", "input", "policy", "consistency", "target_fps", "fps", "MB_s", "ratio_to_disk",
+        "max_raw_queue",
         "submit_p50_ms", "submit_p99_ms", "overhead_ms_per_frame", "store_only_fps", "camera_fps",
         "enhanced_fps", "latency_p50_ms", "latency_p99_ms", "skipped", "engine"])
