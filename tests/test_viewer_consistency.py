@@ -152,9 +152,9 @@ def test_consistency_status_text_and_levels():
     assert off.level == "off" and off.text == "consistency off" and "consistency check on" in off.tip
     ok = consistency_status(40, 0, frame=12, frame_score=0.9512, frame_flagged=False, last_score=0.93)
     assert ok.level == "ok"
-    assert ok.text == "consistency 0 of 40 checked frames flagged | #12 score 0.951 | last 0.930"
+    assert ok.text == "consistency 0 of 40 flagged | #12 score 0.951 | last 0.930"
     warn = consistency_status(40, 3, frame=12, frame_score=0.95, frame_flagged=False)
-    assert warn.level == "warn" and warn.text.startswith("\u26a0 3 of 40 checked frames flagged")
+    assert warn.level == "warn" and warn.text.startswith("\u26a0 3 of 40 flagged")
     bad = consistency_status(40, 3, frame=13, frame_score=0.71, frame_flagged=True, frame_max=8.1,
                              threshold=5.8)
     assert bad.level == "flagged" and bad.text.startswith("\u26a0 FLAGGED #13: score 0.710, max 8.1")
@@ -276,13 +276,10 @@ def test_live_run_overlays_the_map_of_the_shown_frame_and_counts_checks(qtbot, t
         assert w.cons_box.isEnabled()  # the run checks frames: the mode is there from the start
         w.set_consistency(True)
         qtbot.waitUntil(lambda: w.consistency.shown and pipeline.stats().frames_checked >= 3, timeout=30000)
-        w.pause()
-        qtbot.waitUntil(lambda: pipeline.stats().enhance_queue == 0 and pipeline.stats().raw_queue == 0,
-                        timeout=10000)
-        qtbot.wait(100)
+        runner.stop()  # acquisition over; wait until every frame is enhanced and checked: all still
+        qtbot.waitUntil(lambda: w.finished, timeout=30000)
         w.tick()
         d = pipeline.latest()
-        w.show_frame(d)
         # the overlay is the pipeline's map of the enhanced frame on screen, and that map is what
         # the check says about that frame and the raw frame it came from
         assert w.enh_panel.image is d.enhanced and w.consistency.map is d.consistency
@@ -292,9 +289,12 @@ def test_live_run_overlays_the_map_of_the_shown_frame_and_counts_checks(qtbot, t
         np.testing.assert_array_equal(_item_rgba(w.consistency.item), signed_rgba(d.consistency, d.threshold))
         st = pipeline.stats()
         label = w.status_labels["consistency"]
-        qtbot.waitUntil(lambda: f"of {pipeline.stats().frames_checked} checked" in label.text(), timeout=5000)
+        qtbot.waitUntil(lambda: f"{st.frames_flagged} of {st.frames_checked} flagged" in label.text(),
+                        timeout=5000)
         text = label.text()
-        assert f"{st.frames_flagged} of {st.frames_checked} checked frames flagged" in text
+        now = pipeline.stats()
+        assert st.frames_checked >= 3 and (now.frames_checked, now.frames_flagged, now.last_score) == \
+            (st.frames_checked, st.frames_flagged, st.last_score)  # nothing moved meanwhile
         if d.flagged:  # the shown frame: the warning state, whatever the others were
             assert text.startswith(f"\u26a0 FLAGGED #{d.enhanced_index}: score {d.score:.3f}")
             assert w.consistency_state.level == "flagged" and "FLAGGED" in w.enh_panel.note_label.text()
@@ -340,7 +340,7 @@ def test_review_shows_the_stored_map_of_each_checked_frame(qtbot, checked_store)
     assert w.consistency.limit == pytest.approx(limit)
     np.testing.assert_array_equal(_item_rgba(w.consistency.item), signed_rgba(stored, limit))
     label = w.status_labels["consistency"]
-    assert label.text() == (f"consistency 0 of 4 checked frames flagged | #2 score "
+    assert label.text() == (f"consistency 0 of 4 flagged | #2 score "
                             f"{r.records['consistency'][2]:.3f}")
     assert f"consistency {r.records['consistency'][2]:.3f}" in w.record_label.text()
     w.review(3)  # not checked: no map (NaN on disk), never frame 2's
@@ -376,7 +376,7 @@ def test_review_of_a_flagged_frame_warns_and_counts(qtbot, flagged_store, frames
     w.review(0)
     w.tick()
     assert w.consistency_state.level == "warn"  # this frame is fine, but the run has a flagged one
-    assert label.text().startswith("\u26a0 1 of 2 checked frames flagged | #0 score")
+    assert label.text().startswith("\u26a0 1 of 2 flagged | #0 score")
     w.review(1)
     w.tick()
     r = frames[1][2]
@@ -423,3 +423,21 @@ def test_live_run_without_the_check_disables_the_mode(qtbot, tmp_path, enhancer)
     finally:
         w.close()
         pipeline.stop()
+
+
+def test_review_entry_point_screenshots_with_the_overlay(qtbot, checked_store, tmp_path):
+    """``run_review_viewer(consistency=True)`` (what ``live-pssr view`` calls) draws the map; a
+    store without maps opens without it, no error."""
+    from live_pssr.viewer import run_review_viewer
+
+    with_map, plain = tmp_path / "with.png", tmp_path / "plain.png"
+    run_review_viewer(checked_store, frame=2, screenshot=with_map, consistency=True)
+    run_review_viewer(checked_store, frame=2, screenshot=plain)
+    a, b = _read_png(with_map).astype(int), _read_png(plain).astype(int)
+    assert a.shape == b.shape and a.shape[1] > 800
+    a, b = a[60:-120], b[60:-120]  # the image views (not the toolbar, headers, histograms, status)
+    changed = np.abs(a - b).sum(axis=2) > 30
+    cols = np.flatnonzero(changed.any(axis=0))
+    assert changed.sum() > 1000 and cols.min() > a.shape[1] // 3  # only the enhanced view changed
+    tinted = changed & ((a[..., 0] - a[..., 2] > 40) | (a[..., 2] - a[..., 0] > 40))
+    assert tinted.sum() > 100  # red or blue where the map is strong

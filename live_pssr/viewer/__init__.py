@@ -14,11 +14,12 @@ store (:mod:`.review`), also while the run is being written.
 
 Modules: :mod:`.contrast` (levels, histograms, LUTs; no Qt), :mod:`.status` (status text; no Qt),
 :mod:`.review` (store reading; no Qt), :mod:`.snapshot` (PNG of both panels), :mod:`.panel` (one
-image panel), :mod:`.overlay` (split/blend), :mod:`.window` (the window), :mod:`.app` (entry
-points). Importing this package does not import Qt; the entry points do, after
-:func:`require_qt` (Qt, qtpy and pyqtgraph come with the ``viewer`` extra: without them the
-entry points raise :class:`~live_pssr.engines.capabilities.MissingExtraError` naming
-``pip install "live-pssr[viewer]"``). ``MODES`` (the display modes) is looked up the same way.
+image panel), :mod:`.overlay` (split/blend), :mod:`.consistency_layer` (the consistency
+check's map over the enhanced image), :mod:`.window` (the window), :mod:`.app` (entry points).
+Importing this package does not import Qt; the entry points do, after :func:`require_qt` (Qt,
+qtpy and pyqtgraph come with the ``viewer`` extra: without them the entry points raise
+:class:`~live_pssr.engines.capabilities.MissingExtraError` naming ``pip install
+"live-pssr[viewer]"``). ``MODES`` (the display modes) is looked up the same way.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ def run_live_viewer(pipeline: Any, runner: Any, screenshot: Path | None = None,
 
 
 def run_review_viewer(store: str | Path, frame: int = 0, screenshot: Path | None = None,
-                      mode: str = "side") -> None:
+                      mode: str = "side", consistency: bool = False) -> None:
     """Open a run store for review; see :func:`live_pssr.viewer.app.run_review_viewer`."""
     require_qt("live-pssr view")
     from .app import run_review_viewer as run
 
-    run(store, frame=frame, screenshot=screenshot, mode=mode)
+    run(store, frame=frame, screenshot=screenshot, mode=mode, consistency=consistency)
 
 
 __all__ = ["MODES", "require_qt", "run_live_viewer", "run_review_viewer"]

@@ -226,10 +226,12 @@ def _wait_without_window(runner: Any) -> None:
 
 
 def run_review_viewer(store: str | Path, frame: int = 0, screenshot: Path | None = None,
-                      mode: str = "side") -> None:
+                      mode: str = "side", consistency: bool = False) -> None:
     """Open a run store for review (time slider, records); returns when the window closes.
 
     With ``screenshot``, frame ``frame`` is drawn, the window saved as PNG, and it closes.
+    ``consistency``: start with the consistency overlay on (a store without maps: the window
+    opens without it and its status bar says why).
     """
     offscreen = screenshot is not None and not _has_display()
     problem = None if offscreen or os.environ.get("QT_QPA_PLATFORM") == "offscreen" \
@@ -246,6 +248,8 @@ def run_review_viewer(store: str | Path, frame: int = 0, screenshot: Path | None
     window = ViewerWindow(store=store)
     window.set_mode(mode)
     window.review(frame)
+    if consistency:
+        window.set_consistency(True)
     if screenshot is not None:
         window.show()
         window.tick()

@@ -9,8 +9,8 @@ the ``upscale x upscale`` enhanced pixels it was computed from.
 Colours: :func:`~live_pssr.viewer.contrast.signed_rgba` (diverging, centred at 0, symmetric
 limits ``+-limit`` = the flag threshold when known; red = the enhanced frame adds light the raw
 frame does not show, blue = it removes light; opacity grows with ``|value|``, so consistent parts
-show the enhanced image unchanged). Colouring a raw-size map is one table look-up, done only when
-the map changes.
+show the enhanced image unchanged and noise only tints it). Colouring a raw-size map is one table
+look-up, done only when the map changes.
 
 The layer shows a map only with the enhanced frame it belongs to: a frame that was not checked
 (every Nth frame, or the check unavailable for it) shows no map rather than another frame's.

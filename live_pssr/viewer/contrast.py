@@ -16,8 +16,9 @@ The viewer computes everything it needs per frame from a strided sample of the i
 - :func:`signed_rgba`: a signed map (the consistency check's, in noise sigmas) in the diverging
   table :data:`DIVERGING` with symmetric levels ``-limit..+limit`` centred at 0 (blue = the
   enhanced frame lacks light the raw frame holds, red = it adds light the raw frame does not
-  show); its opacity grows with ``|value|`` (0 at 0, full at ``limit``), so the overlay leaves
-  consistent parts of the image underneath untouched; NaN (frame not checked) is transparent.
+  show); its opacity grows with ``(|value| / limit)**2`` (0 at 0, full at ``limit``), so noise
+  (``|value|`` about 1 sigma) barely tints the image underneath while what nears the flag level
+  stands out; NaN (frame not checked) is transparent.
   :func:`signed_limit` picks ``limit``: the flag threshold when known, else a robust maximum.
 """
 
@@ -140,12 +141,12 @@ SIGNED_STEPS = 255
 @cache
 def _signed_table(opacity: float) -> np.ndarray:
     """RGBA pixels (little-endian uint32): :data:`SIGNED_STEPS` steps of :data:`DIVERGING` (the
-    middle one is 0), alpha ``opacity * |value| / limit``; one more entry, transparent, for NaN."""
+    middle one is 0), alpha ``opacity * (|value| / limit)**2``; one more entry, transparent, for NaN."""
     import pyqtgraph as pg  # the colour map data ships with pyqtgraph
 
     n, mid = SIGNED_STEPS, SIGNED_STEPS // 2
     rgb = pg.colormap.get(DIVERGING).getLookupTable(nPts=n, alpha=False).astype("<u4")
-    alpha = np.round(255.0 * opacity * np.abs(np.arange(n) - mid) / mid).astype("<u4")
+    alpha = np.round(255.0 * opacity * (np.abs(np.arange(n) - mid) / mid) ** 2).astype("<u4")
     table = np.zeros(n + 1, "<u4")
     table[:n] = rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16) | (alpha << 24)
     table.setflags(write=False)
@@ -155,7 +156,7 @@ def _signed_table(opacity: float) -> np.ndarray:
 def signed_rgba(signed: np.ndarray, limit: float, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
     """``(H, W, 4) uint8``: ``signed`` in :data:`DIVERGING`, levels ``-limit..+limit`` (0 = centre).
 
-    Opacity grows linearly with ``|value|`` up to ``opacity`` at ``limit``; NaN is transparent.
+    Opacity grows as ``(|value| / limit)**2`` up to ``opacity`` at ``limit``; NaN is transparent.
     """
     if not (math.isfinite(limit) and limit > 0):
         raise ValueError(f"the limit of a signed map must be a finite number > 0, got {limit!r}")

@@ -110,12 +110,13 @@ def consistency_status(checked: int, flagged: int, *, frame: int | None = None,
     ``last_score``: the newest checked frame's score (live); ``enabled``: the run checks frames.
     """
     tip = ("data consistency: does the enhanced frame explain the raw frame within the camera's "
-           "noise? score 1 = fully; flagged = it adds or removes structure the raw frame does not "
-           "support (C shows the map: red added, blue removed)")
+           "noise? 'N of M flagged': of the M frames checked so far, N add or remove structure the raw "
+           "frame does not support; score 1 = the frame fully explains its raw frame (C shows the "
+           "map: red added, blue removed)")
     if not enabled:
         return ConsistencyStatus("consistency off", "off", "this run does not check its frames "
                                  "(start it with the consistency check on)")
-    counts = f"{flagged} of {checked} checked frame{'s' if checked != 1 else ''} flagged"
+    counts = f"{flagged} of {checked} flagged"
     last = f" | last {_score(last_score)}" if last_score is not None else ""
     if frame is None:
         shown = ""

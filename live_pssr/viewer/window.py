@@ -50,6 +50,8 @@ from .status import ConsistencyStatus, RateCounter, consistency_status, review_f
 
 MODES = {"side": "Side by side", "split": "Split", "blend": "Blend", "enhanced": "Enhanced only"}
 STATUS_HZ = 4.0
+#: status fields cut (not the others) when the status bar is too short for all
+SHRINKABLE = ("engine", "store")
 STATUS_KEYS = ("state", "consistency", "cursor", "camera", "enhance", "latency", "queue", "skipped",
                "display", "engine", "store")
 
@@ -228,6 +230,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         for key in STATUS_KEYS:
             lab = QtWidgets.QLabel("")
             lab.setContentsMargins(6, 0, 6, 0)
+            if key in SHRINKABLE:  # long and least urgent: cut first when the bar is short (tooltip: all)
+                lab.setMinimumWidth(24)
             self.status_labels[key] = lab
             if key == "state":
                 bar.addWidget(lab, 1)
@@ -364,7 +368,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         f = self._cons_frame
         flagged = f is not None and f[2]
         if flagged:
-            self.enh_panel.set_note(f"\u26a0 FLAGGED: #{f[0]} holds structure the raw frame does not support",
+            self.enh_panel.set_note(f"\u26a0 FLAGGED #{f[0]}: structure the raw frame does not support",
                                     "color: white; background-color: #c62828; font-weight: bold")
         elif self.consistency_on and self.consistency.map is not None:
             self.enh_panel.set_note(f"map #{self.consistency.index}: red added, blue removed, "
@@ -620,8 +624,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         st = self.pipeline.stats()
         self._n_max = max(0, st.raw_written - 1)
         fields = status_fields(st, self.raw_drawn.rate(now), self.enh_drawn.rate(now), self.state_text(st))
-        for key, text in fields.items():
-            self.status_labels[key].setText(text)
+        self._set_fields(fields)
         self._update_consistency_control()
         if self.reviewing and self.browser is not None:
             self._review_consistency_status()
@@ -643,13 +646,20 @@ class ViewerWindow(QtWidgets.QMainWindow):
         if self.reviewing:
             self.time_slider.setMaximum(max(self._n_max, self.time_slider.maximum()))
 
+    def _set_fields(self, fields: dict[str, str]) -> None:
+        for key, text in fields.items():
+            lab = self.status_labels[key]
+            if lab.text() != text:
+                lab.setText(text)
+                if key in SHRINKABLE:
+                    lab.setToolTip(text)
+
     def _review_status(self) -> None:
         try:
             fields = review_fields(self.browser.reader.summary())
         except (OSError, ValueError) as err:
             fields = {"state": f"cannot read {self.store_path}: {err}"}
-        for key, text in fields.items():
-            self.status_labels[key].setText(text)
+        self._set_fields(fields)
         self._review_consistency_status()
 
     def _review_consistency_status(self) -> None:
@@ -672,6 +682,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         lab = self.status_labels["consistency"]
         if lab.text() != state.text:
             lab.setText(state.text)
+            lab.setMinimumWidth(lab.sizeHint().width())  # the other fields give way, never this one
         if lab.styleSheet() != state.style:
             lab.setStyleSheet(state.style)
         lab.setToolTip(state.tip)
