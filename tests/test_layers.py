@@ -14,7 +14,7 @@ LAYERS = [
     ["enhancer", "sim", "crappify", "calibrate", "datasets", "mm", "stacks", "consistency"],
     ["sources", "pipeline"],
     ["live", "viewer", "offline", "train", "evaluate"],
-    ["commands", "bench", "cli", "__main__"],
+    ["commands", "bench", "cli", "__main__", "napari_plugin"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
