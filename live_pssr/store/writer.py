@@ -22,6 +22,14 @@ chunk like the others, fill NaN: a frame not checked (``every`` > 1, enhancement
 unavailable) reads as NaN, never as a "consistent" 0. Its record columns (``consistency``,
 ``consistency_max``, ``flagged``) are written with it.
 
+Metadata (:mod:`live_pssr.store.layout`): built and validated (yaozarrs, ome-types) at create and
+at close only. A commit rewrites the OME-XML's ``SizeT`` (cached ome-types text, microseconds).
+:meth:`RunStore.close`, after its final commit, writes each image's ``zarr.json`` again (time
+scale from the camera times, display windows from a few stored frames) and the OME-XML with
+per-plane ``DeltaT``: all staged as temporary files first, then renamed, so a failure (full or
+read-only disk) replaces nothing; it is logged and kept in the run's ``metadata_error``, and
+costs no frame: they are all committed by then, and the store still closes.
+
 Full disk: the reserve
 ----------------------
 A frame that the pipeline has queued may already have been acknowledged to Micro-Manager (the
@@ -48,6 +56,7 @@ committed before stays readable (metadata is only ever replaced whole).
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import threading
@@ -60,7 +69,7 @@ import numpy as np
 from ..errors import StoreWriteError
 from ..frames import Frame
 from . import layout
-from .chunks import ChunkFileArray, fsync_paths, write_json_atomic
+from .chunks import ChunkFileArray, fsync_dir, fsync_paths, write_json_atomic
 from .claim import OutputClaim, claim_dir, os_error
 from .records import COLUMNS, ROWS_PER_CHUNK, FrameStatus, RecordTable, fill_value
 
@@ -111,6 +120,7 @@ class RunStore:
         self._space_lock = threading.Lock()
         self._stop = threading.Event()
         self.commit_error: StoreWriteError | None = None
+        self.metadata_error: str | None = None  # close could not write the final metadata (why)
         self._committer = threading.Thread(target=self._commit_loop, name="live-pssr-commit", daemon=True)
 
     def _arrays(self) -> list[ChunkFileArray]:
@@ -207,16 +217,14 @@ class RunStore:
             (path / "OME").mkdir()
             write_json_atomic(path / "OME" / "zarr.json",
                               _group(layout.series_attrs(consistency is not None)))
-            names = [("raw", layout.RAW, pixel_size_um, (h, w), dtype, 0),
-                     ("enhanced", layout.ENHANCED, pixel_size_um / upscale, (eh, ew), dtype, 0)]
+            names = [(layout.RAW, (h, w), dtype, 0), (layout.ENHANCED, (eh, ew), dtype, 0)]
             if consistency is not None:
-                names.append(("consistency", layout.CONSISTENCY, pixel_size_um, (h, w),
-                              np.dtype("<f2"), float("nan")))
+                names.append((layout.CONSISTENCY, (h, w), np.dtype("<f2"), float("nan")))
             arrays = []
-            for name, key, px, (yy, xx), dt, fill in names:
+            for key, (yy, xx), dt, fill in names:
                 (path / key).mkdir()
                 write_json_atomic(path / key / "zarr.json",
-                                  _group(layout.image_attrs(name, px, frame_interval_s)))
+                                  _group(_image_attrs(run, key, frame_interval_s)))
                 arrays.append(ChunkFileArray(path / key / "0", (0, 1, yy, xx), (1, 1, yy, xx), dt,
                                              codec=codec, fill_value=fill,
                                              dimension_names=("t", "c", "y", "x")))
@@ -388,20 +396,28 @@ class RunStore:
         if self.consistency is not None:
             self.consistency.resize((n, *self.consistency.shape[1:]))
 
-    def _write_ome_xml(self, n: int) -> None:
+    def _ome_images(self, n: int, time_increment_s: float | None,
+                    delta_t_s: list[float] | None = None) -> list[dict[str, Any]]:
+        """The per-series dicts of :func:`layout.ome_xml` (``n`` frames)."""
         h, w = self.run["raw_shape"]
         eh, ew = self.run["enhanced_shape"]
         px = self.run["pixel_size_um"]
+        common = {"size_t": n, "time_increment_s": time_increment_s, "delta_t_s": delta_t_s}
         images = [
-            {"name": "raw", "size_t": n, "size_y": h, "size_x": w, "pixel_size_um": px,
-             "dtype": self.run["dtype"]},
-            {"name": "enhanced", "size_t": n, "size_y": eh, "size_x": ew,
-             "pixel_size_um": px / self.run["upscale"], "dtype": self.run["dtype"]},
+            {"name": "raw", "size_y": h, "size_x": w, "pixel_size_um": px, "dtype": self.run["dtype"],
+             **common},
+            {"name": "enhanced", "size_y": eh, "size_x": ew, "pixel_size_um": px / self.run["upscale"],
+             "dtype": self.run["dtype"], **common},
         ]
         if self.consistency is not None:
-            images.append({"name": "consistency", "size_t": n, "size_y": h, "size_x": w,
-                           "pixel_size_um": px, "dtype": "float"})
-        xml = layout.ome_xml(images)
+            images.append({"name": "consistency", "size_y": h, "size_x": w, "pixel_size_um": px,
+                           "dtype": "float16", **common})
+        return images
+
+    def _write_ome_xml(self, n: int) -> None:
+        """The commits' OME-XML: ``SizeT`` = ``n``, the nominal TimeIncrement, no planes."""
+        nominal = self.run["frame_interval_s"]
+        xml = layout.ome_xml(self._ome_images(n, nominal if nominal and nominal > 0 else None))
         tmp = self.path / "OME" / ".METADATA.ome.xml.tmp"
         try:
             tmp.write_bytes(xml.encode("utf-8"))  # UTF-8 whatever the process locale ("µm")
@@ -409,6 +425,52 @@ class RunStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def _final_metadata(self) -> dict[Path, bytes]:
+        """The metadata that close writes, from the committed frames: each image's ``zarr.json``
+        (time scale from the camera times, windows from the data) and the OME-XML with planes."""
+        n = self.n_committed
+        rows = [self._load_records(c) for c in range(-(-n // ROWS_PER_CHUNK))]
+        rec = {k: (np.concatenate([r[k] for r in rows])[:n] if rows else np.empty(0, COLUMNS[k]))
+               for k in ("camera_time_ms", "status", "consistency")}
+        nominal = float(self.run["frame_interval_s"] or 0.0)
+        measured = layout.measured_interval_s(rec["camera_time_ms"])
+        scale = layout.time_scale_s(rec["camera_time_ms"], nominal)
+        self.run["frame_interval_measured_s"] = measured
+        enhanced = np.flatnonzero(np.isin(rec["status"], (FrameStatus.LIVE, FrameStatus.AFTER)))
+        checked = np.flatnonzero(np.isfinite(rec["consistency"]))
+        sampled = {layout.RAW: (self.raw, np.arange(n), False),
+                   layout.ENHANCED: (self.enhanced, enhanced, False)}
+        if self.consistency is not None:
+            sampled[layout.CONSISTENCY] = (self.consistency, checked, True)
+        files: dict[Path, bytes] = {}
+        for key, (arr, frames, symmetric) in sampled.items():
+            window = layout.data_window(_sample_frames(arr, frames), arr.dtype, symmetric=symmetric)
+            attrs = _image_attrs(self.run, key, scale, window)
+            files[self.path / key / "zarr.json"] = json.dumps(_group(attrs), indent=2).encode("utf-8")
+        # a disk that filled during the run: no planes (the XML stays ~2 kB, inside the reserve's margin)
+        planes = None if self.disk_full else layout.delta_t_s(rec["camera_time_ms"])
+        images = self._ome_images(n, measured if measured is not None else (nominal or None), planes)
+        files[self.path / "OME" / "METADATA.ome.xml"] = layout.ome_xml(images).encode("utf-8")
+        return files
+
+    def _write_final_metadata(self) -> None:
+        """Write :meth:`_final_metadata`; a failure leaves the metadata of the last commit (valid,
+        nominal time scale) and is logged and kept in :attr:`metadata_error` and the run's
+        ``metadata_error``: it never costs a frame nor blocks closing (frames are committed)."""
+        try:
+            _replace_all(self._final_metadata(), fsync=self.fsync is not None)
+        except OSError as err:
+            self.metadata_error = os_error(
+                err, self.path, "writing the final metadata of",
+                "every frame is committed; the store keeps the metadata of its last commit "
+                "(nominal time scale, no per-plane times)").message
+        except Exception as err:  # a bug: still reported, and the frames stay committed
+            log.exception("building the final metadata of %s failed", self.path)
+            self.metadata_error = f"final metadata not written: {type(err).__name__}: {err}"
+        if self.metadata_error is not None:
+            log.error("%s", self.metadata_error)
+            self.run["metadata_error"] = self.metadata_error
 
     # ------------------------------------------------------------------ closing
     def close(self, summary: dict[str, Any] | None = None) -> None:
@@ -427,6 +489,7 @@ class RunStore:
                 self.commit()
             except StoreWriteError as err:
                 failure = err
+            self._write_final_metadata()
             self.run.update(state="closed", frames=self.n_committed, summary=summary or {},
                             closed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             try:
@@ -513,6 +576,73 @@ def _allocate(path: Path, nbytes: int) -> None:
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
+
+
+def _image_attrs(run: dict[str, Any], key: str, time_scale_s: float,
+                 window: dict[str, float] | None = None) -> dict[str, Any]:
+    """Image ``key``'s NGFF attributes (validated by yaozarrs: create and close only)."""
+    px, u = run["pixel_size_um"], run["upscale"]
+    if key == layout.ENHANCED:
+        return layout.image_attrs("enhanced", px / u, time_scale_s, layout.enhanced_translation(px, u),
+                                  window, run["dtype"])
+    if key == layout.CONSISTENCY:
+        return layout.image_attrs("consistency", px, time_scale_s, 0.0, window or layout.map_window(),
+                                  "<f2")
+    return layout.image_attrs("raw", px, time_scale_s, 0.0, window, run["dtype"])
+
+
+def _sample_frames(arr: ChunkFileArray, frames: np.ndarray, count: int = 3,
+                   max_pixels: int = 1 << 20) -> list[np.ndarray]:
+    """Up to ``count`` of ``frames`` (evenly spread) read back, strided to ``max_pixels`` each.
+
+    For display windows only: an unreadable chunk is left out (the window falls back to the dtype's).
+    """
+    if not len(frames):
+        return []
+    spread = np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)
+    picks = sorted({int(frames[i]) for i in spread})
+    out = []
+    for t in picks:
+        try:
+            chunk = arr.read_chunk((t, 0, 0, 0))
+        except (OSError, ValueError) as err:
+            log.debug("frame %d of %s unreadable for the display window: %s", t, arr.path, err)
+            continue
+        if chunk is not None:
+            img = chunk[0, 0]
+            step = max(1, int(np.ceil(np.sqrt(img.size / max_pixels))))
+            out.append(img[::step, ::step])
+    return out
+
+
+def _replace_all(files: dict[Path, bytes], fsync: bool = False) -> None:
+    """Write ``files`` as temporary files first, then rename each into place.
+
+    Space and permission failures (a full or read-only disk) happen while staging, before any
+    file is replaced: the store then keeps all its previous metadata. Renames need no space.
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            tmp = path.with_name(f".{path.name}.final.tmp")
+            staged[path] = tmp
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in staged.values():  # never leave a temporary file behind (a full disk needs the space)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError as err:  # the first error is the one to report
+                log.error("could not remove the temporary file %s: %s", tmp, err)
+        raise
+    if fsync:
+        for folder in {p.parent for p in files}:
+            fsync_dir(folder)
 
 
 def _group(attrs: dict[str, Any]) -> dict[str, Any]:
