@@ -251,11 +251,14 @@ def check_spec(spec: ModelSpec, where: str = "the model spec") -> None:
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str = "cpu") -> LoadedModel:
-    """Resolve, read and rebuild a model (fp32, eval mode) safely."""
+    """Resolve, read and rebuild a model (fp32, eval mode) safely; a bioimage.io package via :mod:`.zoo`."""
     from safetensors.torch import load_file
 
     from .nets import build_net
+    from .zoo import is_package_path, load_package
 
+    if is_package_path(name_or_path):  # a bioimage.io package (.zip / rdf.yaml): ONNX weights
+        return load_package(name_or_path, device)
     path = resolve_model(name_or_path)
     spec = read_spec(path)
     try:

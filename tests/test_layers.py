@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "live_pssr"
 #: lowest first, as in the README's architecture section
 LAYERS = [
     ["errors", "frames", "normalize", "_shipped_models", "_shipped_configs"],
-    ["store", "nets", "modelio", "engines", "metrics", "tiling"],
-    ["enhancer", "sim", "crappify", "calibrate", "datasets", "mm", "stacks", "consistency"],
+    ["store", "nets", "modelio", "zoo", "engines", "metrics", "tiling"],
+    ["enhancer", "sim", "crappify", "calibrate", "datasets", "mm", "stacks", "consistency", "bioimageio"],
     ["sources", "pipeline"],
     ["live", "viewer", "offline", "train", "evaluate"],
     ["commands", "bench", "cli", "__main__", "napari_plugin"],
