@@ -276,8 +276,9 @@ def test_live_run_overlays_the_map_of_the_shown_frame_and_counts_checks(qtbot, t
         assert w.cons_box.isEnabled()  # the run checks frames: the mode is there from the start
         w.set_consistency(True)
         qtbot.waitUntil(lambda: w.consistency.shown and pipeline.stats().frames_checked >= 3, timeout=30000)
-        runner.stop()  # acquisition over; wait until every frame is enhanced and checked: all still
-        qtbot.waitUntil(lambda: w.finished, timeout=30000)
+        runner.stop()  # the run ends (every frame enhanced and checked, store closed): nothing moves now
+        assert runner.done.wait(10)
+        pipeline.stop()
         w.tick()
         d = pipeline.latest()
         # the overlay is the pipeline's map of the enhanced frame on screen, and that map is what
@@ -289,12 +290,10 @@ def test_live_run_overlays_the_map_of_the_shown_frame_and_counts_checks(qtbot, t
         np.testing.assert_array_equal(_item_rgba(w.consistency.item), signed_rgba(d.consistency, d.threshold))
         st = pipeline.stats()
         label = w.status_labels["consistency"]
-        qtbot.waitUntil(lambda: f"{st.frames_flagged} of {st.frames_checked} flagged" in label.text(),
-                        timeout=5000)
+        qtbot.waitUntil(lambda: f"{st.frames_flagged} of {st.frames_checked} flagged" in label.text()
+                        and f"#{d.enhanced_index}" in label.text(), timeout=5000)
         text = label.text()
-        now = pipeline.stats()
-        assert st.frames_checked >= 3 and (now.frames_checked, now.frames_flagged, now.last_score) == \
-            (st.frames_checked, st.frames_flagged, st.last_score)  # nothing moved meanwhile
+        assert st.frames_checked >= 3
         if d.flagged:  # the shown frame: the warning state, whatever the others were
             assert text.startswith(f"\u26a0 FLAGGED #{d.enhanced_index}: score {d.score:.3f}")
             assert w.consistency_state.level == "flagged" and "FLAGGED" in w.enh_panel.note_label.text()

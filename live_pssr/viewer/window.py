@@ -340,11 +340,13 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def _update_consistency_control(self) -> None:
         """Enable the control when maps exist; its tooltip says what it does, or why it cannot."""
         reason = self.consistency_unavailable
-        self.cons_box.setEnabled(reason is None)
-        self.cons_box.setToolTip("Consistency overlay (C): the check's signed error map over the enhanced "
-                                 "image; red = structure the raw frame does not show (added), blue = "
-                                 "structure it shows that the enhanced frame lacks (removed)"
-                                 if reason is None else f"Consistency overlay unavailable: {reason}")
+        tip = ("Consistency overlay (C): the check's signed error map over the enhanced image; red = "
+               "structure the raw frame does not show (added), blue = structure it shows that the "
+               "enhanced frame lacks (removed)" if reason is None
+               else f"Consistency overlay unavailable: {reason}")
+        if self.cons_box.isEnabled() != (reason is None) or self.cons_box.toolTip() != tip:
+            self.cons_box.setEnabled(reason is None)
+            self.cons_box.setToolTip(tip)
         if reason is not None and self.consistency_on:
             self.set_consistency(False)
 
