@@ -8,6 +8,11 @@ intensity units and dtype (or float32). An output holding NaN or Inf raises
 :class:`~live_pssr.errors.EnhancementError` (the live pipeline marks that frame 'failed' with the
 reason; nothing is stored as if it were enhanced).
 
+:meth:`Enhancer.enhance_windows` runs several windows as one batch (one engine call of batch
+``B``): the live pipeline's ``complete`` policy uses it when frames wait, so a GPU's (or a CPU
+engine's) per-call overhead is paid once per batch. Each frame keeps its own normalisation;
+the outputs equal ``enhance_window`` of each window within the engine's gate tolerance.
+
 :func:`build_enhancer` is the one factory: a model (name, path or loaded) and an engine name,
 chosen and gated by :func:`~live_pssr.engines.select_engine` for the frame size, whatever the
 caller (CLI, LiveSession, benchmarks): ``engine="torch"`` means the same everywhere.
@@ -67,6 +72,9 @@ class Enhancer:
     def _run(self, window: list[np.ndarray], lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
         self.prepare(window[-1].shape)
         y = self.engine.run(np.stack(window)[None])[0, 0]
+        return self._output(y, lo, hi, dtype)
+
+    def _output(self, y: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
         if not np.isfinite(y).all():
             bad = int(np.size(y) - np.isfinite(y).sum())
             raise EnhancementError(
@@ -86,6 +94,15 @@ class Enhancer:
             self._window.append(x)
         return self._run(list(self._window), lo, hi, image.dtype)
 
+    def _window_input(self, frames: list[np.ndarray], ref: int) -> tuple[list[np.ndarray], float, float,
+                                                                          np.dtype]:
+        frames = list(frames)[-self.in_frames:]
+        pad = self.in_frames - len(frames)
+        frames = [frames[0]] * pad + frames
+        normed = [self._normalized(f) for f in frames]
+        k = ref if ref < 0 else ref + pad
+        return [n[0] for n in normed], normed[k][1], normed[k][2], frames[k].dtype
+
     def enhance_window(self, frames: list[np.ndarray], ref: int = -1) -> np.ndarray:
         """Enhance one window of ``frames`` (oldest first), statelessly.
 
@@ -93,12 +110,21 @@ class Enhancer:
         repeating the oldest. The output belongs to frame ``ref`` of the window (-1: the newest;
         the centre for centre-target models) and is mapped back with that frame's range.
         """
-        frames = list(frames)[-self.in_frames:]
-        pad = self.in_frames - len(frames)
-        frames = [frames[0]] * pad + frames
-        normed = [self._normalized(f) for f in frames]
-        _, lo, hi = normed[ref if ref < 0 else ref + pad]
-        return self._run([n[0] for n in normed], lo, hi, frames[ref if ref < 0 else ref + pad].dtype)
+        x, lo, hi, dtype = self._window_input(frames, ref)
+        return self._run(x, lo, hi, dtype)
+
+    def enhance_windows(self, windows: list[list[np.ndarray]], ref: int = -1) -> list[np.ndarray]:
+        """Enhance several windows in one engine call (batch ``len(windows)``), statelessly.
+
+        Same frame size for all. Raises :class:`~live_pssr.errors.EnhancementError` if any output
+        holds NaN/Inf (the caller then enhances the windows one by one to find which).
+        """
+        if len(windows) == 1:
+            return [self.enhance_window(windows[0], ref)]
+        inputs = [self._window_input(w, ref) for w in windows]
+        self.prepare(inputs[0][0][-1].shape)
+        y = self.engine.run(np.stack([np.stack(x) for x, *_ in inputs]))
+        return [self._output(y[i, 0], lo, hi, dtype) for i, (_, lo, hi, dtype) in enumerate(inputs)]
 
 
 def build_enhancer(model: LoadedModel | str, frame_shape: tuple[int, int], engine: str = "auto",

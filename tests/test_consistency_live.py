@@ -61,6 +61,9 @@ class Planting:
                                                 / (2 * 6.0**2))
         return out.astype(self.real.out_dtype) if hasattr(self.real, "out_dtype") else out
 
+    def enhance_windows(self, windows):
+        return [self.enhance_window(w) for w in windows]
+
     @staticmethod
     def spot(raw: np.ndarray) -> tuple[int, int]:
         from scipy import ndimage as ndi

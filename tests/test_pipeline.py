@@ -82,7 +82,8 @@ def test_slow_model_every_raw_frame_saved(tmp_path, tiny_model, policy):
 
 def test_enhanced_matches_model_output(tmp_path, tiny_model):
     frames = camera_frames(5)
-    p = LivePipeline(Enhancer(tiny_model), StoreSpec(tmp_path / "r.ome.zarr"), policy="complete")
+    # frame by frame: bit-exact (batches agree within rounding: tests/test_pipeline_batching.py)
+    p = LivePipeline(Enhancer(tiny_model), StoreSpec(tmp_path / "r.ome.zarr"), policy="complete", max_batch=1)
     _run(p, frames)
     p.stop()
     r = open_store(tmp_path / "r.ome.zarr")

@@ -128,6 +128,16 @@ class SharedEnhancer:
         with self._run_lock:
             return self._real.enhance_window(frames)
 
+    def enhance_windows(self, windows: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Enhance several windows as one batch (waits for the build; one caller at a time)."""
+        if not self._ready.is_set():
+            self.prepare(windows[0][-1].shape)
+            self._ready.wait()
+        if self.error is not None:
+            raise RuntimeError(f"enhancer unavailable: {self.error}") from self.error
+        with self._run_lock:
+            return self._real.enhance_windows(windows)
+
     def enhance(self, image: np.ndarray) -> np.ndarray:
         """Enhance one frame on its own (single-frame window)."""
         return self.enhance_window([image])

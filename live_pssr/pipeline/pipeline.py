@@ -40,6 +40,13 @@ frame; the signed map goes to the store's image ``2`` and the display slot, scor
 records and the stats. A frame the check cannot judge keeps its enhancement (its consistency
 reads NaN, the reason is in the summary); the check never stops the run.
 
+Batches (``complete``, ``max_batch`` > 1): when several frames wait (live jobs in the queue, or
+deferred frames on disk), the enhancer takes up to ``max_batch`` of one kind at once and runs
+them as one engine call (:meth:`~live_pssr.enhancer.Enhancer.enhance_windows`); a batch whose
+call fails is redone frame by frame, so one bad frame fails alone. ``preview`` always enhances
+one frame (only the newest matters). Engines with static shapes (OpenVINO) compile the batch
+shape once, at its first use.
+
 Failures: an enhancer exception (or a NaN/Inf output) marks that frame 'failed' with the reason
 and the run goes on (10 in a row disable enhancement; raw frames keep being saved). A store
 failure refuses later frames (``submit`` raises a new :class:`~live_pssr.errors.StoreWriteError`
@@ -63,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DiskFullError, LivePSSRError, StoreWriteError
+from ..errors import ConfigError, DiskFullError, LivePSSRError, StoreWriteError
 from ..frames import Frame, check_frame
 from ..modelio import check_input_channels
 from ..store import FrameStatus, RunStore
@@ -141,8 +148,13 @@ class LivePipeline:
         enhance_queue_size: int = 4,
         max_raw_queue_bytes: int = 2 << 30,
         consistency: ConsistencySpec | None = None,
+        max_batch: int = 4,
     ) -> None:
         self.enhancer = enhancer
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch={max_batch!r} must be a whole number >= 1",
+                              "1 enhances frame by frame; 4 lets a behind enhancer take 4 frames per call")
+        self.max_batch = max_batch if hasattr(enhancer, "enhance_windows") else 1
         self.spec = store
         self.policy = Policy(policy)
         check_codec(store.codec)
@@ -413,25 +425,36 @@ class LivePipeline:
         self._refuse(err)
 
     # ----------------------------------------------------------------- enhancer
-    def _next_job(self) -> tuple[_Job | None, int | None]:
-        """The next live job, or a deferred index whose raw frames are on disk."""
+    def _next_jobs(self) -> tuple[list[_Job], list[int]]:
+        """The next live jobs, or deferred indices whose raw frames are on disk (at most ``max_batch``)."""
         if self.policy is Policy.PREVIEW:
             with self._slot_cv:
                 if self._slot is None and not self._acq_done.is_set():
                     self._slot_cv.wait(0.05)
                 job, self._slot = self._slot, None
-            return job, None
+            return ([job] if job is not None else []), []
         try:
-            return self._enh_q.get(timeout=0.02 if self._deferred else 0.05), None
+            jobs = [self._enh_q.get(timeout=0.02 if self._deferred else 0.05)]
         except queue.Empty:
-            pass
+            jobs = []
+        while jobs and len(jobs) < self.max_batch:  # frames already waiting join the batch
+            try:
+                jobs.append(self._enh_q.get_nowait())
+            except queue.Empty:
+                break
+        if jobs:
+            return jobs, []
+        deferred: list[int] = []
         with self._lock:
-            if self._deferred and not self._abandon.is_set() and self.store is not None:
+            while (self._deferred and len(deferred) < self.max_batch and not self._abandon.is_set()
+                   and self.store is not None):
                 if self._deferred[0] < self.store.n_appended:
-                    return None, self._deferred.popleft()
-                if self._raw_done.is_set():  # its raw frame will never be written: stays pending
-                    self._deferred.clear()
-        return None, None
+                    deferred.append(self._deferred.popleft())
+                else:
+                    if self._raw_done.is_set():  # its raw frame will never be written: stays pending
+                        self._deferred.clear()
+                    break
+        return [], deferred
 
     def _enhance_loop(self) -> None:
         try:
@@ -443,8 +466,8 @@ class LivePipeline:
     def _enhance_frames(self) -> None:
         self._store_ready.wait()
         while True:
-            job, deferred = self._next_job()
-            if job is None and deferred is None:
+            jobs, deferred = self._next_jobs()
+            if not jobs and not deferred:
                 if self._refusal is not None or self.store is None:
                     return
                 if self._acq_done.is_set() and self._work_left() == 0:
@@ -452,35 +475,67 @@ class LivePipeline:
                 continue
             if self._enhancement_disabled or self._refusal is not None:
                 continue
-            index = job.frame.index if job is not None else deferred
-            status = FrameStatus.LIVE if job is not None else FrameStatus.AFTER
             start = self.store.now()
+            items: list[tuple[int, _Job | None, list[np.ndarray] | None]] = [
+                (j.frame.index, j, list(j.window)) for j in jobs]
+            for index in deferred:
+                try:
+                    items.append((index, None, self._window_from_disk(index)))
+                except Exception as err:  # its raw frame cannot be read back: that frame fails
+                    self._enhance_failed(index, err)
+            outputs = self._enhance_batch([w for _, _, w in items])
+            for (index, job, window), out in zip(items, outputs, strict=True):
+                if isinstance(out, Exception):
+                    self._enhance_failed(index, out)
+                    continue
+                if not self._store_enhanced(index, job, window, out, start):
+                    return
+
+    def _enhance_batch(self, windows: list[list[np.ndarray]]) -> list[np.ndarray | Exception]:
+        """Outputs (or each frame's exception): one engine call, frame by frame if that fails."""
+        if len(windows) > 1:
             try:
-                window = list(job.window) if job is not None else self._window_from_disk(index)
-                out = self.enhancer.enhance_window(window)
-                received = job.received_s if job is not None else None
-                self.store.write_enhanced(index, out, status, enhance_start_s=start, received_s=received)
-            except DiskFullError:
-                self._disable_enhancement("enhancement stopped: the disk is full (raw frames come first)")
-                return
-            except StoreWriteError as err:
-                self._fail(err)
-                return
-            except Exception as err:  # the model failed on this frame: record, go on
-                self._enhance_failed(index, err)
-                continue
-            self._consecutive_failures = 0
-            now = time.perf_counter()
-            self._enh_first = self._enh_first or now
-            self._enh_last = now
-            self._enh_rate.add(t=now)
-            if job is not None:
-                latency = (self.store.now() - job.received_s) * 1e3
-                self._latency.add(latency, t=now)
-                self._all_latency.append(latency)
-            self._count(status)
-            check = self._check_frame(index, window, out)
-            self.display.put_enhanced(index, window[-1], out, check)
+                return list(self.enhancer.enhance_windows(windows))
+            except Exception as err:  # redo one by one: only the bad frame fails
+                log.info("a batch of %d failed (%s: %s); enhancing its frames one by one",
+                         len(windows), type(err).__name__, err)
+        out: list[np.ndarray | Exception] = []
+        for w in windows:
+            try:
+                out.append(self.enhancer.enhance_window(w))
+            except Exception as err:
+                out.append(err)
+        return out
+
+    def _store_enhanced(self, index: int, job: _Job | None, window: list[np.ndarray], out: np.ndarray,
+                        start: float) -> bool:
+        """Write one enhanced frame, its check and stats; False when the enhancer must stop."""
+        status = FrameStatus.LIVE if job is not None else FrameStatus.AFTER
+        try:
+            self.store.write_enhanced(index, out, status, enhance_start_s=start,
+                                      received_s=job.received_s if job is not None else None)
+        except DiskFullError:
+            self._disable_enhancement("enhancement stopped: the disk is full (raw frames come first)")
+            return False
+        except StoreWriteError as err:
+            self._fail(err)
+            return False
+        except Exception as err:  # e.g. an output of the wrong size: this frame fails, the run goes on
+            self._enhance_failed(index, err)
+            return True
+        self._consecutive_failures = 0
+        now = time.perf_counter()
+        self._enh_first = self._enh_first or now
+        self._enh_last = now
+        self._enh_rate.add(t=now)
+        if job is not None:
+            latency = (self.store.now() - job.received_s) * 1e3
+            self._latency.add(latency, t=now)
+            self._all_latency.append(latency)
+        self._count(status)
+        check = self._check_frame(index, window, out)
+        self.display.put_enhanced(index, window[-1], out, check)
+        return True
 
     def _check_frame(self, index: int, window: list[np.ndarray], out: np.ndarray) -> Any:
         """The consistency check of an enhanced frame, stored; None when off, not due or unavailable."""
