@@ -9,7 +9,7 @@ $(BIN)/live-pssr: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[all,test]"  # all: the viewer, OpenVINO and Micro-Manager extras
+	$(BIN)/pip install -q -c constraints.txt -e ".[all,bioimageio,test]"  # all: viewer, OpenVINO, Micro-Manager, napari
 	touch $@
 
 setup: $(BIN)/live-pssr
@@ -21,6 +21,10 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(ARGS)
+	@# napari's canvas needs a real GL context: its tests again under Xvfb (they skip offscreen)
+	@if command -v xvfb-run >/dev/null; then \
+	  QT_QPA_PLATFORM=xcb xvfb-run -a $(BIN)/python -m pytest -q tests/test_napari_plugin.py; \
+	else echo "xvfb-run not found: napari's canvas tests were skipped (apt-get install xvfb)"; fi
 
 bench: setup
 	$(BIN)/live-pssr bench pipeline --json bench-results/pipeline.json

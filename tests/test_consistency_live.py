@@ -102,11 +102,13 @@ def test_every_frame_checked_and_stored(tmp_path, enhancer, frames, scope):
     assert attrs[1]["name"] == "consistency" and attrs[1]["axes"] == attrs[0]["axes"]
     assert attrs[1]["datasets"][0]["coordinateTransformations"] == attrs[0]["datasets"][0][
         "coordinateTransformations"]
-    assert json.loads((root / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"] == ["0", "1", "2"]
+    series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"]
+    assert series == ["0", "1", "2"]
     assert zarr.open_array(str(root / "2" / "0"), mode="r").shape == r.consistency.shape
     assert "consistency" in (root / "OME" / "METADATA.ome.xml").read_text(encoding="utf-8")
     # settings in the run metadata, distribution in the summaries
     assert r.run["consistency"]["every"] == 1 and "gain" in r.run["consistency"]["noise"]
+    assert r.run["consistency"]["threshold"] == pytest.approx(shown_threshold(p), abs=1e-3)
     info = r.summary()["consistency"]
     assert info["checked"] == len(frames) and info["flagged"] == 0
     assert summary.consistency["checked"] == len(frames) and summary.consistency["flagged"] == 0
@@ -116,6 +118,10 @@ def test_every_frame_checked_and_stored(tmp_path, enhancer, frames, scope):
     shown = p.latest()
     assert shown.consistency is not None and shown.consistency.shape == (SIZE, SIZE)
     assert shown.flagged is False and 0 <= shown.score <= 1 and shown.threshold > 3
+
+
+def shown_threshold(p) -> float:
+    return p.latest().threshold
 
 
 def test_store_with_a_map_validates_as_ome_zarr(tmp_path, enhancer, frames, scope):

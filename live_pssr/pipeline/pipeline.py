@@ -551,7 +551,12 @@ class LivePipeline:
         self.check.tally.add(index, result)
         try:
             self.store.write_consistency(index, result)
-        except StoreWriteError as err:  # the enhanced frame is stored; its map is not
+            if self.check.tally.checked == 1:  # the flag level of this frame size, for readers of the run
+                self.store.update_run_metadata(consistency={
+                    **self.store.run.get("consistency", {}), "threshold": round(result.threshold, 4),
+                    "smooth_sigma_px": result.smooth_sigma_px, "psf_sigma_px": result.psf_sigma_px,
+                    "psf_source": result.psf_source})
+        except StoreWriteError as err:  # the enhanced frame is stored; its map (or a note) is not
             self._errors.add(f"consistency map not stored: {err.message}", index, key="consistency:store")
         return result
 
@@ -699,6 +704,9 @@ class LivePipeline:
             if self._error is None:
                 self._error = err
             self._errors.add(err.message)
+            summary = self._make_summary(interrupted, store.n_committed)
+        if getattr(store, "metadata_error", None):  # frames all stored; the close's metadata not
+            self._errors.add(str(store.metadata_error))
             summary = self._make_summary(interrupted, store.n_committed)
         return summary
 
