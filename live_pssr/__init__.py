@@ -3,14 +3,13 @@
 Public entry points: :class:`LiveSession` (Micro-Manager hooks: pycromanager and pymmcore-plus),
 :class:`~live_pssr.pipeline.LivePipeline` (the pipeline itself), :func:`~live_pssr.store.open_store`
 (reading a run), :func:`~live_pssr.modelio.load_model` and :class:`~live_pssr.enhancer.Enhancer`.
-Imports are lazy so ``import live_pssr`` stays fast.
+Imports are lazy so ``import live_pssr`` stays fast; ``__version__`` comes from the installed
+package's metadata (``pyproject.toml``'s version: one place to bump).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "LiveSession": "live_pssr.live.session",
@@ -22,6 +21,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            return metadata.version("live-pssr")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
     if name in _LAZY:
         import importlib
 

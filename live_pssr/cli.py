@@ -4,6 +4,7 @@ Each command lives in ``live_pssr/commands/<name>.py`` as a function ``command``
 in its signature, heavy imports inside the body so ``--help`` is instant); ``bench`` is a group
 whose sub-commands live in ``live_pssr/bench/<name>.py`` the same way. Errors derived from
 :class:`~live_pssr.errors.LivePSSRError` print the problem and the fix and exit with status 2.
+``live-pssr --version`` prints the installed versions (package metadata, nothing imported).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
@@ -26,6 +28,43 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+#: what ``--version`` reports beside live-pssr: (distribution, label)
+VERSION_PACKAGES = (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "openvino"),
+                    ("torch-tensorrt", "torch-tensorrt"), ("pymmcore-plus", "pymmcore-plus"),
+                    ("pycromanager", "pycromanager"))
+
+
+def version_text() -> str:
+    """``live-pssr 0.1.0 (Python 3.11.9; torch 2.13.0, ...)``: installed versions, from package metadata."""
+    import platform
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    engines = [f"{label} {v}" for dist, label in VERSION_PACKAGES if (v := version(dist))]
+    return (f"live-pssr {version('live-pssr') or 'unknown (not installed)'} "
+            f"(Python {platform.python_version()}; {', '.join(engines) or 'no engine packages'})")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the versions of live-pssr, Python and its engines, then exit.")] = False,
+) -> None:
+    """Live PSSR: enhance low-light microscopy frames while they are acquired."""
+
+
 bench_app = typer.Typer(help="Benchmarks: print a table and write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

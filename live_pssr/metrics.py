@@ -2,18 +2,19 @@
 
 Conventions (chosen to be comparable with the literature):
 
-* :func:`psnr` / :func:`ssim` follow scikit-image's ``peak_signal_noise_ratio`` and
-  ``structural_similarity`` defaults (7x7 uniform window, sample covariance, K1=0.01, K2=0.03,
-  the window-radius border excluded from the mean), which is what PSSR's ``metric_gen.py`` and
-  CSBDeep used. ``data_range`` defaults to the dtype range of an integer ``target`` (255 for
-  uint8) and to ``target.max() - target.min()`` for float images.
+* :func:`psnr` / :func:`ssim` are scikit-image's ``peak_signal_noise_ratio`` and
+  ``structural_similarity`` with their defaults (7x7 uniform window, sample covariance, K1=0.01,
+  K2=0.03, the window-radius border excluded from the mean), which is what PSSR's
+  ``metric_gen.py`` and CSBDeep used, computed in float64 whatever the input dtype.
+  ``data_range`` defaults to the dtype range of an integer ``target`` (255 for uint8) and to
+  ``target.max() - target.min()`` for float images (scikit-image refuses floats without one).
 * :func:`normalized_psnr` / :func:`normalized_ssim` first apply CSBDeep's ``norm_minmse`` (as
   PSSR does): the target is percentile-normalised (0.1, 99.9), both images are made zero-mean and
   the prediction is scaled by the least-squares factor onto the target; then PSNR/SSIM with
   ``data_range=1``. This removes any affine intensity mismatch, so a method is not penalised for
   a different brightness/offset, only for structure and noise.
 * :func:`frc_resolution`: Fourier ring correlation of two images (two independent acquisitions,
-  or a restoration and its ground truth), both apodised with a Tukey window, rings one
+  or a restoration and its ground truth), both apodised with scipy's Tukey window, rings one
   frequency bin (``1 / min(H, W)`` cycles/pixel) wide, smoothed over 3 rings; the resolution is
   ``1 / f`` at the first crossing of the fixed 1/7 threshold, in units of ``pixel_size``
   (Nyquist, ``2 * pixel_size``, when the curve never crosses; ``inf`` when it starts below).
@@ -27,7 +28,6 @@ Conventions (chosen to be comparable with the literature):
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 FRC_THRESHOLD = 1 / 7
 
@@ -51,30 +51,24 @@ def default_data_range(target: np.ndarray) -> float:
 
 def psnr(pred: np.ndarray, target: np.ndarray, data_range: float | None = None) -> float:
     """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
     data_range = default_data_range(target) if data_range is None else float(data_range)
     p, t = _pair(pred, target)
-    mse = float(np.mean((p - t) ** 2))
-    if mse == 0:
-        return float("inf")
-    return float(20 * np.log10(data_range) - 10 * np.log10(mse))
+    if np.array_equal(p, t):
+        return float("inf")  # scikit-image would divide by zero (and warn)
+    return float(peak_signal_noise_ratio(t, p, data_range=data_range))
 
 
 def ssim(pred: np.ndarray, target: np.ndarray, data_range: float | None = None, win_size: int = 7) -> float:
     """Mean structural similarity of two 2-D images (scikit-image's default settings)."""
+    from skimage.metrics import structural_similarity
+
     data_range = default_data_range(target) if data_range is None else float(data_range)
     p, t = _pair(pred, target)
     if p.ndim != 2 or min(p.shape) < win_size:
         raise ValueError(f"SSIM needs 2-D images of at least {win_size}x{win_size} pixels, got {p.shape}")
-    n = win_size**2
-    cov_norm = n / (n - 1)
-    ux, uy = ndi.uniform_filter(p, win_size), ndi.uniform_filter(t, win_size)
-    vx = cov_norm * (ndi.uniform_filter(p * p, win_size) - ux * ux)
-    vy = cov_norm * (ndi.uniform_filter(t * t, win_size) - uy * uy)
-    vxy = cov_norm * (ndi.uniform_filter(p * t, win_size) - ux * uy)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    pad = (win_size - 1) // 2
-    return float(s[pad:-pad, pad:-pad].mean())
+    return float(structural_similarity(p, t, data_range=data_range, win_size=win_size))
 
 
 def normalize_pair(
@@ -103,20 +97,12 @@ def normalized_ssim(pred: np.ndarray, target: np.ndarray) -> float:
     return ssim(p, t, data_range=1.0)
 
 
-def _tukey(n: int, alpha: float) -> np.ndarray:
-    """Tukey (tapered cosine) window: flat middle, cosine ramps over ``alpha / 2`` of each end."""
-    x = np.linspace(0.0, 1.0, n)
-    w = np.ones(n)
-    edge = alpha / 2
-    lo, hi = x < edge, x > 1 - edge
-    w[lo] = 0.5 * (1 + np.cos(np.pi * (x[lo] / edge - 1)))
-    w[hi] = 0.5 * (1 + np.cos(np.pi * ((x[hi] - 1) / edge + 1)))
-    return w
-
-
 def _apodize(img: np.ndarray, alpha: float = 0.25) -> np.ndarray:
+    """Mean removed, times a Tukey window (flat middle, cosine ramps over ``alpha / 2`` of each end)."""
+    from scipy.signal.windows import tukey
+
     h, w = img.shape
-    return (img - img.mean()) * np.outer(_tukey(h, alpha), _tukey(w, alpha))
+    return (img - img.mean()) * np.outer(tukey(h, alpha), tukey(w, alpha))
 
 
 def frc_curve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -292,6 +292,17 @@ def test_fold_batchnorm_refuses_unsafe_fold() -> None:
     assert n == 0 and same is net
 
 
+def test_fold_batchnorm_leaves_a_batch_statistics_norm_alone() -> None:
+    """A BatchNorm without running statistics normalises with the batch's own: not foldable."""
+    net = _bn_net()
+    net[4] = nn.BatchNorm2d(4, track_running_stats=False).eval()
+    x = torch.rand(2, 1, 16, 16)
+    folded, n = fold_batchnorm(net, x[:1])
+    assert n == 1 and isinstance(folded[1], nn.Identity) and isinstance(folded[4], nn.BatchNorm2d)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-5)
+
+
 # -- tiling and out-of-memory ---------------------------------------------------------------------
 
 def test_tiled_engine_equals_untiled(sr_model: LoadedModel) -> None:

@@ -51,15 +51,47 @@ def test_psnr_default_range_uses_the_dtype_for_integers():
     assert psnr(p, t) == pytest.approx(20 * math.log10(255) - 10 * math.log10(100 / 1024))
 
 
-def test_ssim_matches_scikit_image():
-    metrics = pytest.importorskip("skimage.metrics")
+def _reference_ssim(p: np.ndarray, t: np.ndarray, data_range: float, win: int = 7) -> float:
+    """SSIM written out (uniform window, sample covariance, K1 0.01, K2 0.03, border cropped)."""
+    p, t = p.astype(np.float64), t.astype(np.float64)
+    cov = win**2 / (win**2 - 1)
+    ux, uy = ndi.uniform_filter(p, win), ndi.uniform_filter(t, win)
+    vx = cov * (ndi.uniform_filter(p * p, win) - ux * ux)
+    vy = cov * (ndi.uniform_filter(t * t, win) - uy * uy)
+    vxy = cov * (ndi.uniform_filter(p * t, win) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    pad = (win - 1) // 2
+    return float(s[pad:-pad, pad:-pad].mean())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8, np.uint16])
+def test_scikit_image_metrics_equal_the_documented_formulas(dtype):
+    """psnr/ssim (scikit-image underneath) give the numbers of the formulas the module documents."""
     rng = np.random.default_rng(2)
-    t = _texture((96, 80))
+    scale = 200.0 if np.dtype(dtype).kind == "u" else 1.0
+    t = (_texture((96, 80)) * scale).astype(dtype)
     for noise in (0.02, 0.2):
-        p = t + rng.normal(0, noise, t.shape)
-        ref = metrics.structural_similarity(p, t, data_range=1.0)
-        assert ssim(p, t, data_range=1.0) == pytest.approx(ref, abs=1e-9)
-        assert psnr(p, t, 1.0) == pytest.approx(metrics.peak_signal_noise_ratio(t, p, data_range=1.0))
+        p = np.clip(t + rng.normal(0, noise * scale, t.shape), 0, None).astype(dtype)
+        data_range = {np.uint8: 255.0, np.uint16: 65535.0}.get(dtype, float(t.max() - t.min()))
+        assert ssim(p, t) == pytest.approx(_reference_ssim(p, t, data_range), abs=1e-12)
+        assert ssim(p, t, data_range=1.0) == pytest.approx(_reference_ssim(p, t, 1.0), abs=1e-12)
+        mse = float(np.mean((p.astype(np.float64) - t.astype(np.float64)) ** 2))
+        assert psnr(p, t) == pytest.approx(10 * math.log10(data_range**2 / mse), abs=1e-9)
+
+
+def test_frc_window_is_the_documented_tukey():
+    """scipy's Tukey window (FRC's apodisation) is the tapered cosine written out."""
+    from scipy.signal.windows import tukey
+
+    for n, alpha in ((16, 0.25), (101, 0.25), (64, 0.5)):
+        x = np.linspace(0.0, 1.0, n)
+        edge = alpha / 2
+        w = np.ones(n)
+        lo, hi = x < edge, x > 1 - edge
+        w[lo] = 0.5 * (1 + np.cos(np.pi * (x[lo] / edge - 1)))
+        w[hi] = 0.5 * (1 + np.cos(np.pi * ((x[hi] - 1) / edge + 1)))
+        np.testing.assert_allclose(tukey(n, alpha), w, atol=1e-12)
 
 
 def test_ssim_decreases_with_noise():

@@ -1,4 +1,10 @@
-"""Options shared by the live commands (``demo``, ``acquire``); their loop: :mod:`live_pssr.live.driver`."""
+"""Options shared by the commands (``demo``, ``acquire``, ...); the live loop: :mod:`live_pssr.live.driver`.
+
+Options with a fixed set of values are ``StrEnum`` options, so ``--help`` lists them
+(``[preview|complete]``) and click names them when a value is wrong; ``--engine`` (a name plus
+an optional ``:PRECISION``) lists its names as its metavar and :func:`check_engine` refuses a
+bad one with a :class:`~live_pssr.errors.ConfigError` before the command starts.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ConfigError
 from ..live.driver import has_display  # noqa: F401 - for view
 from ..pipeline import Policy
 
@@ -18,19 +25,40 @@ PolicyOpt = Annotated[
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Shipped model name or .safetensors path.")]
 OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite", help="Replace an existing output store (only a live-pssr store not being recorded).")]
+#: the ``--engine`` names (``live_pssr.engines.available_engines()`` plus ``auto``; checked by a test)
+ENGINE_NAMES = ("auto", "torch", "compile", "onnxruntime", "openvino", "tensorrt")
+#: the precisions an engine name may carry (``openvino:bf16``)
+ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def check_engine(value: str) -> str:
+    """``--engine``: an engine name, optionally ``:PRECISION`` (``openvino:bf16``); ConfigError otherwise."""
+    text = str(value).strip().lower()
+    name, _, precision = text.partition(":")
+    if name not in ENGINE_NAMES:
+        raise ConfigError(f"--engine {value!r} is not an engine",
+                          f"choose auto or one of {', '.join(ENGINE_NAMES[1:])} "
+                          "(optionally with :fp32, :fp16 or :bf16, e.g. openvino:bf16)")
+    if precision and precision not in ENGINE_PRECISIONS:
+        raise ConfigError(f"--engine {value!r}: {precision!r} is not a precision",
+                          f"use --engine {name}, or {name}:PRECISION with one of "
+                          f"{', '.join(ENGINE_PRECISIONS)}")
+    return text
+
+
 EngineOpt = Annotated[str, typer.Option(
-    "--engine", help="auto (fastest correct), torch, compile, onnxruntime, openvino, tensorrt.")]
+    "--engine", metavar=f"<{'|'.join(ENGINE_NAMES)}>[:{'|'.join(ENGINE_PRECISIONS)}]", callback=check_engine,
+    help="auto (fastest correct here), or one backend; :PRECISION picks fp16/bf16 where it has them.")]
 ScreenshotOpt = Annotated[Path | None, typer.Option(
     "--screenshot", help="Write a PNG of the viewer window (works without a display).")]
 FsyncOpt = Annotated[str, typer.Option(
-    "--fsync", help="off: durable against crashes of live-pssr; commit: also against power loss "
+    "--fsync", metavar="<off|commit|SECONDS>",
+    help="off: durable against crashes of live-pssr; commit: also against power loss "
     "(flush every commit); N: flush at most every N seconds.")]
 
 
 def parse_fsync(text: str) -> str | float:
     """``--fsync`` value: ``off``, ``commit`` or seconds (ConfigError naming the option otherwise)."""
-    from ..errors import ConfigError
-
     if text in ("off", "commit"):
         return text
     try:

@@ -9,6 +9,7 @@ plot of the mean-variance curve.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,12 +19,23 @@ from ..errors import ConfigError
 from ..store.claim import check_output_file
 
 
+class Method(enum.StrEnum):
+    """``--method``: the photon-transfer fits of :func:`live_pssr.calibrate.fit_photon_transfer`."""
+
+    AUTO = "auto"
+    TEMPORAL = "temporal"
+    SPATIAL = "spatial"
+
+
 def command(
     frames: Annotated[Path, typer.Argument(help="Real low-laser camera frames: tif stack / zarr (T, Y, X).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Crappifier config YAML to write.")] = Path(
         "calibration.yaml"),
     plot: Annotated[Path | None, typer.Option(help="Plot PNG (default: OUT with .png).")] = None,
-    method: Annotated[str, typer.Option(help="auto | temporal (static repeats) | spatial.")] = "auto",
+    method: Annotated[Method, typer.Option(
+        case_sensitive=False,
+        help="temporal: repeats of a static field; spatial: local statistics of the frames; auto: temporal "
+        "with enough still frames, else spatial.")] = Method.AUTO,
     dark: Annotated[Path | None, typer.Option(help="Dark frames (shutter closed), if any.")] = None,
     offset: Annotated[float | None, typer.Option(min=0.0, help="Known camera offset in ADU.")] = None,
     read_noise: Annotated[float | None, typer.Option(min=0.0, help="Known read noise in electrons.")] = None,
@@ -48,7 +60,7 @@ def command(
     stack = _frames(load_image_stack(frames), frames, "FRAMES")
     dark_stack = _frames(load_image_stack(dark), dark, "--dark") if dark is not None else None
     with console.status(f"fitting photon transfer on {stack.shape} frames"):
-        fit = fit_photon_transfer(stack, method=method, dark=dark_stack, offset=offset,
+        fit = fit_photon_transfer(stack, method=str(method), dark=dark_stack, offset=offset,
                                   read_noise=read_noise, bit_depth=bit_depth)
         validation = validate_fit(stack, fit, seed=seed) if fit.method == "temporal" else None
     write_config(fit, out, scale=scale, psf_sigma_px=psf_sigma_px, source=str(frames), validation=validation)

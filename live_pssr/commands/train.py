@@ -30,7 +30,8 @@ def command(
         Path | None, typer.Option("--checkpoint-dir", help="default checkpoints/NAME")
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: CUDA if available)")
+        str | None, typer.Option("--device", metavar="<cpu|cuda|cuda:N>",
+                                 help="Training device (default: CUDA if available)")
     ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", help="torch CPU threads (override train.threads)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,20 +12,32 @@ from ..store.claim import check_output_file
 from ._common import ScreenshotOpt, has_display
 
 
+class DisplayMode(enum.StrEnum):
+    """The review viewer's display modes (``live_pssr.viewer.MODES``, which needs Qt; a test checks them)."""
+
+    SIDE = "side"
+    SPLIT = "split"
+    BLEND = "blend"
+    ENHANCED = "enhanced"
+
+
 def command(
     store: Annotated[Path, typer.Argument(help="Run store written by demo/acquire/enhance (.ome.zarr).")],
     frame: Annotated[int, typer.Option("--frame", "-t", min=0, help="Frame to show first.")] = 0,
-    mode: Annotated[str, typer.Option(help="side, split, blend or enhanced.")] = "side",
+    mode: Annotated[DisplayMode, typer.Option(
+        case_sensitive=False, help="Side by side, split, blend, or the enhanced image only.")
+    ] = DisplayMode.SIDE,
     screenshot: ScreenshotOpt = None,
 ) -> None:
     """Review a run: raw and enhanced side by side, a time slider, each frame's record."""
     from ..errors import LivePSSRError
     from ..store import open_store
-    from ..viewer import MODES, run_review_viewer  # MODES: Qt is checked here (the viewer extra)
+    from ..viewer import MODES as VIEWER_MODES  # Qt is checked here (the viewer extra)
+    from ..viewer import run_review_viewer
 
     open_store(store)  # a clear error for a path that is not a run store, before any window
-    if mode not in MODES:
-        raise LivePSSRError(f"unknown display mode {mode!r}", f"use one of {', '.join(MODES)}")
+    if mode not in VIEWER_MODES:
+        raise LivePSSRError(f"unknown display mode {mode!r}", f"use one of {', '.join(VIEWER_MODES)}")
     if screenshot is not None:
         check_output_file(screenshot, "--screenshot", "view.png")
     if screenshot is None and not has_display():
@@ -32,7 +45,7 @@ def command(
             "no display to show the viewer on",
             "run it on a desktop session, under `xvfb-run`, or pass --screenshot PATH",
         )
-    run_review_viewer(store, frame=frame, screenshot=screenshot, mode=mode)
+    run_review_viewer(store, frame=frame, screenshot=screenshot, mode=str(mode))
     if screenshot is not None:
         typer.echo(f"screenshot written: {screenshot}")
 

@@ -1,7 +1,9 @@
 """The on-disk engine cache: exported ONNX graphs, TensorRT engines and ``auto`` decisions.
 
 Everything an engine builds slowly (an ONNX export, a TensorRT engine, an OpenVINO compiled blob)
-is stored under :func:`cache_dir` (``$LIVE_PSSR_CACHE``, else ``~/.cache/live-pssr``) in a file
+is stored under :func:`cache_dir` (``$LIVE_PSSR_CACHE``, else the user cache folder that
+``platformdirs`` names: ``~/.cache/live-pssr`` or ``$XDG_CACHE_HOME/live-pssr`` on Linux,
+``~/Library/Caches/live-pssr`` on macOS, ``%LOCALAPPDATA%\\live-pssr\\Cache`` on Windows) in a file
 named by a hash of *everything the artefact depends on* (model hash and spec, input shape,
 precision, library versions, GPU): a key never goes stale, it simply stops being asked for.
 
@@ -28,9 +30,22 @@ log = logging.getLogger("live_pssr.engines")
 T = TypeVar("T")
 
 
+CACHE_ENV = "LIVE_PSSR_CACHE"
+
+
+def cache_root() -> Path:
+    """``$LIVE_PSSR_CACHE``, else the platform's user cache folder for live-pssr (not created)."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("live-pssr", appauthor=False)
+
+
 def cache_dir(sub: str | None = None) -> Path:
     """The cache folder (created), or its sub-folder ``sub``."""
-    root = Path(os.environ.get("LIVE_PSSR_CACHE") or Path.home() / ".cache" / "live-pssr")
+    root = cache_root()
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -39,7 +54,7 @@ def cache_dir(sub: str | None = None) -> Path:
 def cache_key(**parts: Any) -> str:
     """A short stable hash of ``parts`` (JSON-serialisable values)."""
     text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
 def model_fingerprint(model: Any) -> str:
@@ -83,7 +98,7 @@ def machine_info() -> dict[str, Any]:
 
 def _cpu_name() -> str:
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
@@ -107,7 +122,7 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,7 +133,7 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
 def read_json(path: Path) -> dict[str, Any] | None:
     """Read a cached JSON object; ``None`` when missing, and delete-and-``None`` when corrupt."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
@@ -185,6 +200,7 @@ __all__ = [
     "atomic_write",
     "cache_dir",
     "cache_key",
+    "cache_root",
     "cached_artifact",
     "machine_fingerprint",
     "machine_info",

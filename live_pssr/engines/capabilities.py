@@ -97,7 +97,7 @@ def require_extra(extra: str, what: str = "") -> None:
             raise _missing(extra, package, what)
     for module in _LOAD[extra]:
         try:
-            importlib.import_module(module)
+            _import(module)
         except ImportError as err:
             converted = missing_extra_error(err, what)
             if converted is not None:
@@ -111,11 +111,21 @@ def require_extra(extra: str, what: str = "") -> None:
                 extra=extra, package=module) from err
 
 
+def _import(module: str) -> None:
+    """Import ``module`` the way live-pssr does (OpenVINO without its telemetry: ``engines._openvino``)."""
+    if module == "openvino":
+        from ._openvino import import_openvino
+
+        import_openvino()
+    else:
+        importlib.import_module(module)
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """CPU feature flags from ``/proc/cpuinfo`` (empty where unavailable)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
                     return frozenset(line.split(":", 1)[1].split())

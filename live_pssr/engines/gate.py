@@ -22,6 +22,7 @@ import torch
 from ..errors import EngineUnavailableError
 from ..modelio import LoadedModel
 from ..normalize import normalize, percentile_range
+from .cache import CACHE_ENV, cache_root
 
 #: worst-pixel error relative to the reference's range accepted per precision
 PRECISION_BOUNDS: dict[str, float] = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 3e-2, "int8": 5e-2}
@@ -141,7 +142,7 @@ def require_gate(
         raise EngineUnavailableError(
             f"engine {label} failed the correctness gate for model {model.model_id}: {res.reason}",
             "use --engine auto (it falls back to a correct engine) or --engine torch; "
-            "if a cached engine is stale, delete the cache folder ($LIVE_PSSR_CACHE or ~/.cache/live-pssr)",
+            f"if a cached engine is stale, delete the cache folder {cache_root()} (${CACHE_ENV} moves it)",
         )
     return res
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import EngineUnavailableError
 from ..modelio import LoadedModel
+from ._openvino import import_openvino
 from .base import register_engine
 from .cache import cache_dir
 from .capabilities import cpu_cores, install_hint, missing_extra_error
@@ -55,7 +56,7 @@ class OpenVINOEngine:
     def __init__(self, model: LoadedModel, device: str = "cpu", precision: str = "fp32",
                  threads: int | None = None, cache: Path | None = None) -> None:
         try:
-            import openvino as ov
+            ov = import_openvino()  # without its telemetry
         except ImportError as err:  # an optional extra: `auto` skips this engine when it is absent
             missing = missing_extra_error(err, "engine 'openvino'")
             raise EngineUnavailableError(

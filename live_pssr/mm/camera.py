@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pymmcore_plus.experimental.unicore import SimpleCameraDevice, pymm_property
 
 from ..sim import CameraModel, MicroscopeConfig, SimulatedMicroscope, block_sum
+from ._pymmcore import SimpleCameraDevice, pymm_property
 
 TIMINGS = ("exposure", "fast")
 BINNINGS = (1, 2, 4)

@@ -95,8 +95,7 @@ def simulated_core(
     UniMMCore
         Initialised core; the camera is ``core.getCameraDevice()``'s device (``"Cam"``).
     """
-    from pymmcore_plus.experimental.unicore import UniMMCore
-
+    from ._pymmcore import UniMMCore
     from .camera import SimulatedCamera
     from .stages import SimulatedFocus, SimulatedXYStage
 
@@ -156,15 +155,15 @@ def load_core(config_file: str | Path, mm_path: str | Path | None = None) -> Any
         raise ConfigError(f"Micro-Manager configuration {path} not found",
                           "pass the .cfg file saved by Micro-Manager's Hardware Configuration Wizard "
                           "(or use --simulate)")
-    text = path.read_text(errors="replace")
+    text = path.read_text(encoding="utf-8", errors="replace")  # only the '#py' lines are read here
     has_py_devices = any(line.lstrip().startswith("#py ") for line in text.splitlines())
     if has_py_devices:
-        from pymmcore_plus.experimental.unicore import UniMMCore
+        from ._pymmcore import UniMMCore
 
         with direct_signals():
             core = UniMMCore(mm_path=str(mm_path) if mm_path else _empty_adapter_dir())
     else:
-        from pymmcore_plus import CMMCorePlus
+        from ._pymmcore import CMMCorePlus
 
         with direct_signals():
             core = CMMCorePlus(mm_path=str(mm_path) if mm_path else None)

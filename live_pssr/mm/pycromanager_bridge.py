@@ -29,9 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pymmcore_plus.experimental.unicore import UniMMCore
-
 from ..errors import ConfigError
+from ._pymmcore import UniMMCore
 from .core import package_versions
 
 #: versions the bridge was verified with (pyproject pins the same)

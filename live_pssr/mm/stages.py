@@ -7,7 +7,7 @@ every plane and position shows the same (freshly exposed) scene.
 
 from __future__ import annotations
 
-from pymmcore_plus.experimental.unicore import StageDevice, XYStageDevice
+from ._pymmcore import StageDevice, XYStageDevice
 
 
 class SimulatedFocus(StageDevice):
