@@ -41,7 +41,13 @@ class Runner(Protocol):
 
 @runtime_checkable
 class LiveRun(Protocol):
-    """Frames in; newest pair, counters and the end summary out."""
+    """Frames in; newest pair, counters and the end summary out.
+
+    ``consistency``: the live consistency check's settings
+    (:class:`~live_pssr.pipeline.checking.ConsistencySpec`), None when the run has no check.
+    """
+
+    consistency: Any
 
     def latest(self) -> Any: ...
 

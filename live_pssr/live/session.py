@@ -126,6 +126,9 @@ class LiveSession:
         The live consistency check (:mod:`live_pssr.pipeline.checking`): on by default, every
         ``consistency_every``-th frame, noise from ``camera`` (a ``live-pssr calibrate`` YAML or
         camera object; a file that does not validate fails here) or estimated from each frame.
+    max_batch : int
+        ``complete``: up to this many waiting frames are enhanced in one engine call (1: frame
+        by frame).
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class LiveSession:
         consistency: bool = True,
         consistency_every: int = 1,
         camera: Any = None,
+        max_batch: int = 4,
     ) -> None:
         try:
             self.policy = Policy(policy)
@@ -162,6 +166,10 @@ class LiveSession:
                               "give the raw queue's memory bound in bytes, e.g. 2 << 30 (2 GiB)")
         fsync_period(fsync)  # bad values are refused before anything is claimed
         self.consistency = consistency_spec(consistency and enhance, consistency_every, camera)
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch={max_batch!r} must be a whole number >= 1",
+                              "1 enhances frame by frame; 4 lets a behind enhancer take 4 frames per call")
+        self.max_batch = max_batch
         check_codec(codec)
         self.store_path = Path(store)
         self.overwrite = overwrite
@@ -510,7 +518,8 @@ class LiveSession:
     def _new_pipeline(self, spec: StoreSpec) -> LivePipeline:
         return LivePipeline(self.enhancer, spec, policy=self.policy,
                             enhance_queue_size=self.enhance_queue_size,
-                            max_raw_queue_bytes=self.max_raw_queue_bytes, consistency=self.consistency)
+                            max_raw_queue_bytes=self.max_raw_queue_bytes, consistency=self.consistency,
+                            max_batch=self.max_batch)
 
     def _session_info(self) -> dict[str, Any]:
         return {

@@ -159,9 +159,10 @@ class LivePipeline:
         self.policy = Policy(policy)
         check_codec(store.codec)
         fsync_period(store.fsync)  # bad settings are refused before the path is claimed
-        #: the consistency check (None: off, or nothing to enhance); a bad calibration fails here
+        #: the consistency check (None: off, or nothing to enhance), and its settings
         self.check = (ConsistencyCheck(consistency, enhancer)
                       if consistency is not None and enhancer is not None else None)
+        self.consistency = consistency if self.check is not None else None
         self._claim = store.claim or claim_dir(Path(store.path), overwrite=store.overwrite,
                                                inputs=tuple(store.inputs))
         self.store: RunStore | None = None

@@ -353,7 +353,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
     @property
     def checks_consistency(self) -> bool:
         """Live: the pipeline runs the consistency check (or maps have arrived from it)."""
-        return self.live and (self.pipeline.check is not None or self._cons_seen)
+        return self.live and (getattr(self.pipeline, "consistency", None) is not None or self._cons_seen)
 
     def _show_consistency(self, signed: np.ndarray | None, index: int | None, score: float | None,
                           flagged: bool | None, threshold: float | None,
