@@ -448,5 +448,5 @@ def write_config(fit: PhotonTransferFit, path: str | Path, scale: int = 4, psf_s
     doc = {**fit.crappifier_config(scale, psf_sigma_px), "calibration": prov}
     header = ("# Camera crappifier fitted by `live-pssr calibrate` (photon transfer).\n"
               "# Use it in training: crappifier: {kind: file, path: THIS_FILE}\n")
-    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path

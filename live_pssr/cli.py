@@ -18,7 +18,8 @@ import typer
 
 from .errors import LivePSSRError
 
-COMMANDS = ["demo", "acquire", "info", "view", "enhance", "train", "evaluate", "calibrate", "models", "export"]
+COMMANDS = ["demo", "acquire", "info", "view", "enhance", "train", "evaluate", "calibrate", "models",
+            "export"]
 BENCHES = ["pipeline", "engines", "hook", "viewer", "consistency"]
 
 app = typer.Typer(

@@ -448,7 +448,7 @@ def load_crappifier_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"crappifier config file {path} does not exist",
                           "check the path, or create one with `live-pssr calibrate FRAMES --out calib.yaml`")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"crappifier config file {path} is not valid YAML/JSON ({err})",
                           "fix the file's syntax or regenerate it with `live-pssr calibrate`") from err

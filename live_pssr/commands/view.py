@@ -28,6 +28,10 @@ def command(
         case_sensitive=False, help="Side by side, split, blend, or the enhanced image only.")
     ] = DisplayMode.SIDE,
     screenshot: ScreenshotOpt = None,
+    consistency: Annotated[bool, typer.Option(
+        "--consistency/--no-consistency",
+        help="Start with the consistency overlay on (runs recorded with the check; key C toggles it).")
+    ] = False,
 ) -> None:
     """Review a run: raw and enhanced side by side, a time slider, each frame's record."""
     from ..errors import LivePSSRError
@@ -45,7 +49,7 @@ def command(
             "no display to show the viewer on",
             "run it on a desktop session, under `xvfb-run`, or pass --screenshot PATH",
         )
-    run_review_viewer(store, frame=frame, screenshot=screenshot, mode=str(mode))
+    run_review_viewer(store, frame=frame, screenshot=screenshot, mode=str(mode), consistency=consistency)
     if screenshot is not None:
         typer.echo(f"screenshot written: {screenshot}")
 

@@ -115,7 +115,7 @@ def open_series(path: str | Path) -> SeriesReader:
     if not doc_path.is_file():
         raise StoreFormatError(f"{path} is not a zarr store (no zarr.json)",
                                "pass the store path given to LiveSession(store=...)")
-    attrs = json.loads(doc_path.read_text()).get("attributes", {})
+    attrs = json.loads(doc_path.read_text(encoding="utf-8")).get("attributes", {})
     index = attrs.get("live_pssr_series")
     if index is None:
         reader = open_store(path)

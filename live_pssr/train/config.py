@@ -298,7 +298,7 @@ def load_config(path: str | Path) -> Config:
             "pass --config configs/NAME.yaml (shipped configs are in configs/)",
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})", "fix the YAML syntax at the line shown") from err
     return parse_config(data, str(path))
