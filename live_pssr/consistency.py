@@ -227,6 +227,16 @@ def _crappifier_blur_var(cfg: Any) -> tuple[float, int] | None:
     return None
 
 
+def psf_sigma_from_crappifier(cfg: Any) -> float | None:
+    """The forward blur (enhanced pixels) that matches crappifier config ``cfg`` (None: unknown kind).
+
+    As :func:`psf_sigma_from_spec` reads each training source: a ``camera`` crappifier's
+    ``psf_sigma_px``; for PSSR's crappifiers the part of their blur beyond area integration.
+    """
+    got = _crappifier_blur_var(cfg)
+    return None if got is None else math.sqrt(got[0])
+
+
 def psf_sigma_from_spec(spec: Any) -> tuple[float, str]:
     """Default forward blur (enhanced pixels) for a model: ``(psf_sigma_px, where it comes from)``.
 
@@ -538,6 +548,12 @@ def _positive_number(name: str, value: Any, allow_zero: bool, hint: str) -> floa
     return v
 
 
+def valid_psf_sigma(value: Any) -> float:
+    """``psf_sigma_px`` as :func:`check_consistency` takes it (a finite number >= 0); else ConfigError."""
+    return _positive_number("psf_sigma_px", value, True,
+                            "the blur in enhanced pixels, e.g. 0 (targets carry the PSF) or 1.1")
+
+
 def _check_inputs(raw: Any, enhanced: Any, upscale: Any) -> tuple[np.ndarray, int]:
     if isinstance(upscale, bool) or not isinstance(upscale, int | np.integer) or upscale < 1:
         raise ConfigError(f"upscale={upscale!r} must be a whole number >= 1",
@@ -663,8 +679,7 @@ def check_consistency(
             0.0, "no model given: area integration only")
     else:
         psf_source = "given"
-    psf_sigma_px = _positive_number("psf_sigma_px", psf_sigma_px, True,
-                                    "the blur in enhanced pixels, e.g. 0 (targets carry the PSF) or 1.1")
+    psf_sigma_px = valid_psf_sigma(psf_sigma_px)
     false_alarm = float(false_alarm)
     if not 0 < false_alarm < 1:
         raise ConfigError(f"false_alarm={false_alarm!r} must be a probability between 0 and 1",
@@ -916,5 +931,5 @@ def tta_disagreement(enhancer_fn: Callable[[Any], Any], raw: Any, transforms: in
 __all__ = [
     "DEFAULT_FALSE_ALARM", "SMOOTH_SIGMA_PX", "ConsistencyInputError", "ConsistencyResult", "NoiseModel",
     "TTAResult", "camera_noise", "check_consistency", "flag_threshold", "forward_project",
-    "psf_sigma_from_spec", "smooth_unit", "tta_disagreement",
+    "psf_sigma_from_crappifier", "psf_sigma_from_spec", "smooth_unit", "tta_disagreement", "valid_psf_sigma",
 ]

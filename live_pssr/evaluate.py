@@ -27,14 +27,33 @@ Per image: PSNR and SSIM in the data's units (``psnr``, ``ssim``), the same afte
 percentile normalisation and affine fit (``psnr_norm``, ``ssim_norm``), and the FRC resolution
 of the output against the ground truth (``frc_px``, and ``frc_um`` where the pixel size is known).
 The summary averages images (FRC: the finite values).
+
+**Trust signals** (``consistency``, on by default; ``tta``, on request), judged against the truth:
+
+* the data-consistency check (:func:`live_pssr.consistency.check_consistency`) of the raw input
+  against the model's output, the baseline's, and the ground truth itself (a control: how often
+  the check flags a perfect answer on this data). Reported per image and summarised: the flag
+  rate, the mean score, and ``rank_corr``, how well the error map predicts where the output is
+  wrong: Spearman's correlation over ``tile_px`` x ``tile_px`` camera-pixel tiles
+  (:func:`live_pssr.metrics.tile_rank_correlation`) between the map's tile means and those of the
+  true error ``|pred' - truth'|`` (after the same CSBDeep normalisation as ``psnr_norm``). The
+  forward model and noise follow the data where they are known: the simulator's camera (its
+  truth carries the PSF), the crappifier's blur (and its camera for a ``camera`` crappifier),
+  else the model's training provenance and a noise estimate from each frame; ``camera`` /
+  ``psf_sigma_px`` override them.
+* test-time augmentation (:func:`live_pssr.consistency.tta_disagreement`; 8 flips/rotations for
+  square inputs, the 4 shape-preserving ones otherwise): the disagreement per image and the same
+  tile rank correlation between the spread and the true error. Costs 4-8 extra enhancements per
+  image.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +61,7 @@ import numpy as np
 
 from . import datasets, metrics
 from .errors import ConfigError
+from .offline.checks import FrameChecks, check_frame, tta_transforms
 
 BUILTIN = ("mito-holdout", "fmd-holdout", "sim-timelapse")
 METRICS = ("psnr", "ssim", "psnr_norm", "ssim_norm", "frc_px", "frc_um")
@@ -70,6 +90,11 @@ class EvalSet:
     timelapse: bool = False
     crappifier: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where known: the camera that made the inputs and the blur (enhanced pixels) from the truth to
+    #: them beyond area integration, with where it comes from (the consistency check's physics)
+    camera: Any = None
+    psf_sigma_px: float | None = None
+    psf_source: str = ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,6 +108,7 @@ def _crop(img: np.ndarray, scale: int) -> np.ndarray:
 
 def _crappified_set(name: str, description: str, images: list[tuple[str, np.ndarray]], crap_cfg: dict,
                     upscale: int, in_frames: int, seed: int) -> EvalSet:
+    from .consistency import psf_sigma_from_crappifier
     from .crappify import make_crappifier
 
     crap = make_crappifier(crap_cfg)
@@ -97,7 +123,10 @@ def _crappified_set(name: str, description: str, images: list[tuple[str, np.ndar
         inputs = [np.asarray(crap(hi, rng), dtype=np.float32) for _ in range(in_frames)]
         items.append(EvalItem(img_name, inputs, hi, None, datasets.pixel_size_um(img_name)))
     cfg = crap.config() if hasattr(crap, "config") else dict(crap_cfg)
-    return EvalSet(name, description, items, crappifier=cfg)
+    return EvalSet(name, description, items, crappifier=cfg,
+                   camera=crap if cfg.get("kind") == "camera" else None,
+                   psf_sigma_px=psf_sigma_from_crappifier(cfg),
+                   psf_source=f"the data's {cfg.get('kind')} crappifier")
 
 
 def mito_holdout_set(upscale: int, in_frames: int = 1, seed: int = 0) -> EvalSet:
@@ -116,7 +145,8 @@ def fmd_holdout_set(upscale: int) -> EvalSet:
     pairs = datasets.fmd_pairs(datasets.FMD_HOLDOUT_FIELDS)
     items = [EvalItem(f"fmd_field{f:02d}", [raw], gt, 255.0, None)
              for f, (raw, gt) in zip(datasets.FMD_HOLDOUT_FIELDS, pairs, strict=True)]
-    return EvalSet("fmd-holdout", "FMD confocal BPAE nuclei fields 11-20: raw frame vs 50-frame mean", items)
+    return EvalSet("fmd-holdout", "FMD confocal BPAE nuclei fields 11-20: raw frame vs 50-frame mean", items,
+                   psf_sigma_px=0.0, psf_source="real pairs: the truth is the raw frames' mean")
 
 
 def sim_timelapse_set(upscale: int, n_frames: int = 16, size: int = 128, seed: int = 0,
@@ -137,7 +167,8 @@ def sim_timelapse_set(upscale: int, n_frames: int = 16, size: int = 128, seed: i
         items.append(EvalItem(f"t{t:03d}", [frame], target, None, cfg.truth_pixel_size_um))
     return EvalSet("sim-timelapse", f"simulated microscope, {n_frames} frames of {size}x{size} px, "
                    f"laser power {cfg.laser_power}, seed {seed}", items, timelapse=True,
-                   extra={"sim_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
+                   extra={"sim_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
+                   camera=mic.camera, psf_sigma_px=0.0, psf_source="the simulator: its truth carries the PSF")
 
 
 def build_dataset(
@@ -217,6 +248,60 @@ def _clean(obj: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------
+# trust signals: the consistency check and TTA, judged against the truth
+
+#: default tile side (camera pixels) of the rank correlations
+TILE_PX = 16
+
+
+def check_settings(ds: EvalSet, spec: Any, consistency: bool = True, tta: bool = False, camera: Any = None,
+                   psf_sigma_px: float | None = None) -> FrameChecks:
+    """The checks of ``ds``: blur and noise given, else the data's (where known), else the model's."""
+    if psf_sigma_px is not None:
+        psf, source = psf_sigma_px, "given"
+    else:
+        psf, source = ds.psf_sigma_px, ds.psf_source or "given"
+    return FrameChecks(consistency, tta, psf, source, ds.camera if camera is None else camera).resolve(spec)
+
+
+def _check(checks: FrameChecks, raw: np.ndarray, image: np.ndarray, upscale: int, error: np.ndarray | None,
+           tile_px: int) -> dict[str, Any]:
+    """One consistency check's record, and its error map's tile rank correlation with ``error``."""
+    done = check_frame(checks, 0, raw, image, upscale)
+    out = {k: v for k, v in done.record.items() if k != "frame"}
+    if out["available"] and error is not None:
+        out["rank_corr"] = metrics.tile_rank_correlation(np.abs(done.signed_map), error, tile_px, upscale)
+    return out
+
+
+def true_error(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``|pred' - target'|`` after CSBDeep's normalisation (the error ``psnr_norm`` measures)."""
+    p, t = metrics.normalize_pair(pred, target)
+    return np.abs(p - t)
+
+
+def _rate(rows: list[dict[str, Any]], key: str) -> float | None:
+    done = [r for r in rows if r.get("available")]
+    return sum(bool(r[key]) for r in done) / len(done) if done else None
+
+
+def _summarize_checks(checks: list[dict[str, Any]], settings: FrameChecks, tile_px: int) -> dict[str, Any]:
+    """Flag rates, mean scores and mean rank correlations of the per-image checks."""
+    out: dict[str, Any] = {**settings.settings(), "tile_px": tile_px}
+    for who in ("model", "baseline", "truth"):
+        rows = [c[who] for c in checks]
+        done = [r for r in rows if r.get("available")]
+        part: dict[str, Any] = {"checked": len(done), "unavailable": len(rows) - len(done),
+                                "flag_rate": _rate(rows, "flagged"), "added_rate": _rate(rows, "added"),
+                                "removed_rate": _rate(rows, "removed"),
+                                "score": _mean([r["score"] for r in done])}
+        if who != "truth":
+            part["rank_corr"] = _mean([r.get("rank_corr") for r in done])
+        out[who] = part
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # evaluation
 
 
@@ -232,12 +317,21 @@ def evaluate(
     max_images: int | None = None,
     progress: bool = True,
     on_item: Callable[[EvalItem, np.ndarray], None] | None = None,
+    consistency: bool = True,
+    tta: bool = False,
+    camera: Any = None,
+    psf_sigma_px: float | None = None,
+    tile_px: int = TILE_PX,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (name, path or LoadedModel) on ``data``; returns a JSON-safe dict.
 
     Keys: ``model``, ``data``, ``baseline`` (its name), ``summary`` (``model``/``baseline``/``delta``
     metric means), ``flicker`` (timelapses), ``items`` (per image), ``engine``, ``time_s`` and the
-    data set's provenance (crappifier, seed, simulator config).
+    data set's provenance (crappifier, seed, simulator config); ``consistency`` and ``tta`` (the
+    trust signals' summaries, see the module docstring; per image under the same keys).
+    ``camera`` (a calibration YAML or camera object) and ``psf_sigma_px`` override the
+    consistency check's noise model and forward blur; ``tile_px``: tile side of the rank
+    correlations, camera pixels.
     """
     from .enhancer import Enhancer
     from .modelio import load_model
@@ -249,22 +343,44 @@ def evaluate(
         data, spec.upscale, spec.in_frames, crappifier, seed, n_frames, size, max_images)
     if not ds.items:
         raise datasets.DataError(f"data set {ds.name} has no images", "check the data path")
+    if isinstance(tile_px, bool) or not isinstance(tile_px, int) or tile_px < 2:
+        raise ConfigError(f"tile_px={tile_px!r} must be a whole number >= 2", "e.g. --tile-px 16")
+    settings = check_settings(ds, spec, consistency, tta, camera, psf_sigma_px)
     enhancer = Enhancer(loaded, engine=engine, out_dtype=np.float32)
     baseline_name = "bicubic" if spec.upscale > 1 else "raw input"
-    rows, preds, bases = [], [], []
+    rows, preds, bases, checks = [], [], [], []
+    window: deque[np.ndarray] = deque(maxlen=spec.in_frames)  # the model's input window (for TTA)
 
     def run_item(item: EvalItem) -> None:
         if not ds.timelapse:
             enhancer.reset()
+            window.clear()
         for frame in item.inputs:
             out = enhancer.enhance(frame)
+            window.append(frame)
         base = upsample_bicubic(item.inputs[-1], spec.upscale)
         if out.shape != item.target.shape or base.shape != item.target.shape:
             raise ConfigError(f"{ds.name}/{item.name}: output {out.shape} does not match the target "
                               f"{item.target.shape}", "the model's upscale must match the data's scale")
-        rows.append({"name": item.name,
-                     "model": image_metrics(out, item.target, item.data_range, item.pixel_size_um),
-                     "baseline": image_metrics(base, item.target, item.data_range, item.pixel_size_um)})
+        row: dict[str, Any] = {
+            "name": item.name, "model": image_metrics(out, item.target, item.data_range, item.pixel_size_um),
+            "baseline": image_metrics(base, item.target, item.data_range, item.pixel_size_um)}
+        raw, up = item.inputs[-1], spec.upscale
+        err = true_error(out, item.target) if settings.any else None
+        if settings.consistency:
+            one = replace(settings, tta=False)
+            row["consistency"] = {
+                "model": _check(one, raw, out, up, err, tile_px),
+                "baseline": _check(one, raw, base, up, true_error(base, item.target), tile_px),
+                "truth": _check(one, raw, item.target, up, None, tile_px)}
+            checks.append(row["consistency"])
+        if settings.tta:
+            t = check_frame(replace(settings, consistency=False), 0, raw, out, up, enhancer.enhance_window,
+                            list(window))
+            row["tta"] = {"disagreement": t.record["tta_disagreement"],
+                          "transforms": tta_transforms(raw.shape),
+                          "rank_corr": metrics.tile_rank_correlation(t.spread, err, tile_px * up)}
+        rows.append(row)
         if ds.timelapse:
             preds.append(out)
             bases.append(base)
@@ -301,5 +417,11 @@ def evaluate(
         targets = np.stack([it.target for it in ds.items])
         fm, fb = metrics.flicker(np.stack(preds), targets), metrics.flicker(np.stack(bases), targets)
         result["flicker"] = {"model": fm, "baseline": fb, "delta": fm - fb}
+    if settings.consistency:
+        result["consistency"] = _summarize_checks(checks, settings, tile_px)
+    if settings.tta:
+        result["tta"] = {"tile_px": tile_px, "transforms": sorted({r["tta"]["transforms"] for r in rows}),
+                         "disagreement": _mean([r["tta"]["disagreement"] for r in rows]),
+                         "rank_corr": _mean([r["tta"]["rank_corr"] for r in rows])}
     result["time_s"] = round(time.perf_counter() - t0, 3)
     return _clean(result)

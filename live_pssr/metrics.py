@@ -18,6 +18,10 @@ Conventions (chosen to be comparable with the literature):
   frequency bin (``1 / min(H, W)`` cycles/pixel) wide, smoothed over 3 rings; the resolution is
   ``1 / f`` at the first crossing of the fixed 1/7 threshold, in units of ``pixel_size``
   (Nyquist, ``2 * pixel_size``, when the curve never crosses; ``inf`` when it starts below).
+* :func:`tile_rank_correlation`: how well a map that claims to show where an image is wrong (a
+  consistency error map, a TTA spread) ranks the regions of the image by their true error:
+  Spearman's rank correlation, over the full ``tile x tile`` tiles of the image, between the
+  map's tile means and the true error's tile means (the map may be ``scale`` times coarser).
 * :func:`flicker`: frame-to-frame change of a restored timelapse relative to that of the ground
   truth, ``rms(diff_t(pred')) / rms(diff_t(target))``, where ``pred'`` is the prediction mapped
   into the target's units by the affine fit ``pred ~ a * target + b`` (regressing the prediction
@@ -147,6 +151,37 @@ def frc_resolution(
     f0, f1, c0, c1 = freq[i - 1], freq[i], smooth[i - 1], smooth[i]
     f = f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0) if c0 != c1 else f1
     return float(pixel_size / f)
+
+
+def tile_means(image: np.ndarray, tile: int) -> np.ndarray:
+    """Means over the full ``tile x tile`` tiles of a 2-D image (the last partial row/column left out)."""
+    a = np.asarray(image, dtype=np.float64)
+    ny, nx = a.shape[0] // tile, a.shape[1] // tile
+    return a[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile).mean(axis=(1, 3))
+
+
+#: fewest tiles a rank correlation is computed from
+MIN_TILES = 4
+
+
+def tile_rank_correlation(score_map: np.ndarray, error: np.ndarray, tile: int, scale: int = 1) -> float:
+    """Spearman correlation of per-tile means of ``score_map`` (tiles of ``tile`` px) and ``error``.
+
+    ``error`` is ``scale`` times larger than ``score_map`` on each side (its tiles are ``tile *
+    scale`` px: the same regions). NaN with fewer than :data:`MIN_TILES` tiles or when either
+    side is constant over them (no ranking to compare).
+    """
+    from scipy import stats
+
+    s = np.asarray(score_map)
+    e = np.asarray(error)
+    tile, scale = int(tile), int(scale)
+    if tile < 1 or scale < 1 or e.shape != (s.shape[0] * scale, s.shape[1] * scale):
+        raise ValueError(f"error {e.shape} must be scale={scale} times the map {s.shape}, tile >= 1")
+    a, b = tile_means(s, tile).ravel(), tile_means(e, tile * scale).ravel()
+    if a.size < MIN_TILES or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def flicker(pred_series: np.ndarray, target_series: np.ndarray) -> float:

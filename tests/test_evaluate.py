@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from live_pssr import datasets
 from live_pssr.datasets import DataError, DataMissingError, load_image_folder, load_image_stack
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REPO = Path(__file__).resolve().parents[1]
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data folder {REAL} absent")
 
 
@@ -296,3 +298,142 @@ def test_fmd_holdout_raw_input_scores(tmp_path):
     expected = [metrics.psnr(raw, gt, 255) for raw, gt in pairs]
     assert [r["baseline"]["psnr"] for r in res["items"]] == pytest.approx(expected)
     assert all(31 < p < 36 for p in expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# trust signals: the consistency check and TTA judged against the truth (issue 10)
+
+
+def test_tile_rank_correlation_known_values():
+    from live_pssr.metrics import tile_rank_correlation
+
+    rng = np.random.default_rng(0)
+    error = rng.random((64, 96))
+    coarse = error.reshape(16, 4, 24, 4).mean(axis=(1, 3))  # the same regions, 4x coarser
+    assert tile_rank_correlation(coarse, error, 4, 4) == pytest.approx(1.0)
+    assert tile_rank_correlation(-coarse, error, 4, 4) == pytest.approx(-1.0)
+    assert tile_rank_correlation(error, error, 8) == pytest.approx(1.0)
+    assert np.isnan(tile_rank_correlation(np.ones((16, 24)), error, 4, 4))  # a flat map ranks nothing
+    assert np.isnan(tile_rank_correlation(coarse, error, 12, 4))  # 2 tiles: too few
+    with pytest.raises(ValueError, match="scale"):
+        tile_rank_correlation(coarse, error, 4, 2)
+
+
+def _independent_rank_corr(score_map, pred, target, tile, scale):
+    from scipy import stats
+
+    from live_pssr.metrics import normalize_pair
+
+    p, t = normalize_pair(pred, target)
+    err = np.abs(p - t)
+    ny, nx = score_map.shape[0] // tile, score_map.shape[1] // tile
+    a = [score_map[j * tile:(j + 1) * tile, i * tile:(i + 1) * tile].mean()
+         for j in range(ny) for i in range(nx)]
+    T = tile * scale
+    b = [err[j * T:(j + 1) * T, i * T:(i + 1) * T].mean() for j in range(ny) for i in range(nx)]
+    return stats.spearmanr(a, b).statistic
+
+
+def test_evaluate_reports_the_trust_signals(tmp_path):
+    """Flag rates of model, baseline and truth; the error map's and TTA spread's tile rank correlation
+    with |pred' - truth'|, recomputed independently; the data's physics (the simulator's camera)."""
+    from live_pssr.consistency import check_consistency, tta_disagreement
+    from live_pssr.enhancer import Enhancer
+    from live_pssr.evaluate import build_dataset, evaluate
+    from live_pssr.modelio import load_model
+
+    model = _tiny_model(tmp_path / "tiny.safetensors", 4)
+    res = evaluate(str(model), "sim-timelapse", n_frames=3, size=48, progress=False, tta=True, tile_px=8)
+    c = res["consistency"]
+    assert c["psf_sigma_px"] == 0.0 and "simulator" in c["psf_source"]
+    assert c["noise"].startswith("CameraModel")
+    assert c["tile_px"] == 8 and c["truth"]["flag_rate"] == 0.0 and c["truth"]["checked"] == 3
+    ds = build_dataset("sim-timelapse", 4, n_frames=3, size=48)
+    enh = Enhancer(load_model(str(model)), out_dtype=np.float32)
+    flags = []
+    for item, row in zip(ds.items, res["items"], strict=True):
+        raw = item.inputs[-1]
+        out = enh.enhance(raw)
+        r = check_consistency(raw, out, 4, 0.0, ds.camera)
+        got = row["consistency"]["model"]
+        assert got["flagged"] == r.flagged and got["score"] == pytest.approx(r.score)
+        assert got["rank_corr"] == pytest.approx(_independent_rank_corr(r.error_map, out, item.target, 8, 4))
+        assert row["consistency"]["truth"]["available"] and "rank_corr" not in row["consistency"]["truth"]
+        t = tta_disagreement(enh.enhance_window, [raw], 8)
+        assert row["tta"]["disagreement"] == pytest.approx(t.disagreement, rel=1e-4)
+        assert row["tta"]["rank_corr"] == pytest.approx(
+            _independent_rank_corr(t.spread, out, item.target, 32, 1), abs=1e-6)
+        flags.append(r.flagged)
+    assert c["model"]["flag_rate"] == pytest.approx(np.mean(flags))
+    assert c["model"]["rank_corr"] == pytest.approx(np.mean([r["consistency"]["model"]["rank_corr"]
+                                                             for r in res["items"]]))
+    assert res["tta"]["transforms"] == [8]
+    # a crappified folder: the crappifier's blur (PSSR's: sqrt(1.25) px at 4x); off on request
+    folder = evaluate(str(model), _hq_folder(tmp_path / "hq"), progress=False)
+    assert folder["consistency"]["psf_sigma_px"] == pytest.approx(math.sqrt(1.25))
+    assert "pssr-fluo" in folder["consistency"]["psf_source"] and "tta" not in folder
+    off = evaluate(str(model), _hq_folder(tmp_path / "hq"), progress=False, consistency=False)
+    assert "consistency" not in off and "consistency" not in off["items"][0]
+    assert off["summary"] == folder["summary"]
+
+
+def test_trust_signal_settings_that_cannot_work(tmp_path):
+    from live_pssr.errors import ConfigError
+    from live_pssr.evaluate import evaluate
+
+    model = _tiny_model(tmp_path / "tiny.safetensors", 4)
+    bad = tmp_path / "cam.yaml"
+    bad.write_text("kind: camera\nscale: 4\ngain: -2.0\noffset: 100\nread_noise: 1.5\n")
+    for kw, words in (({"psf_sigma_px": -1.0}, "psf_sigma_px"), ({"camera": str(bad)}, "gain"),
+                      ({"tile_px": 1}, "tile_px")):
+        with pytest.raises(ConfigError, match=words) as err:
+            evaluate(str(model), "sim-timelapse", n_frames=2, size=32, progress=False, **kw)
+        assert err.value.hint
+
+
+def test_evaluate_command_shows_the_trust_signals(tmp_path):
+    from typer.testing import CliRunner
+
+    from live_pssr.cli import app
+
+    model = _tiny_model(tmp_path / "tiny.safetensors", 4)
+    args = ["evaluate", "--model", str(model), "--data", "sim-timelapse", "--frames", "2", "--size", "32"]
+    result = CliRunner().invoke(app, [*args, "--tta", "--tile-px", "8"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "consistency: flag rate" in out and "error map ~ true error" in out and "TTA spread" in out
+    assert "the truth itself is flagged in 0 % of 2 image(s)" in out and "8x8 camera-pixel tiles" in out
+    quiet = CliRunner().invoke(app, [*args, "--no-consistency"])
+    assert quiet.exit_code == 0 and "consistency" not in quiet.output
+    missing = CliRunner().invoke(app, [*args, "--camera", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code != 0 and "does not exist" in str(missing.exception)
+
+
+def test_shipped_model_trust_signals_on_the_simulator():
+    """The default model's output on the simulator: the truth is never flagged, the rank correlations
+    are reported; TTA's spread ranks tiles by the true error (the consistency map only sees what the
+    camera shows above its noise, which for this model is little: see its model card)."""
+    from live_pssr.evaluate import evaluate
+
+    res = evaluate("mito-sr4-fast", "sim-timelapse", n_frames=3, size=64, progress=False, tta=True)
+    c = res["consistency"]
+    assert c["truth"]["flag_rate"] == 0.0 and c["model"]["checked"] == 3
+    assert -1 <= c["model"]["rank_corr"] <= 1 and -1 <= c["baseline"]["rank_corr"] <= 1
+    assert res["tta"]["rank_corr"] > 0.3
+
+
+def test_model_card_trust_section_and_kept_notes(tmp_path):
+    from live_pssr.train.card import card_notes, render_card, trust_rows
+
+    results = {"sim-timelapse": {
+        "consistency": {"model": {"checked": 4, "flag_rate": 0.25, "score": 0.99, "rank_corr": 0.1},
+                        "baseline": {"checked": 4, "flag_rate": 0.0, "score": 1.0, "rank_corr": 0.3},
+                        "truth": {"checked": 4, "flag_rate": 0.0, "score": 0.995}},
+        "tta": {"disagreement": 0.05, "rank_corr": 0.8}}}
+    rows = trust_rows(results)
+    assert rows["sim-timelapse"]["flag rate model / baseline / truth"] == "0.25 / 0.0 / 0.0 (4 images)"
+    card = render_card(REPO / "models" / "mito-sr4-fast.safetensors", trust=rows)
+    assert "## How far the output can be trusted" in card and "| sim-timelapse | 0.25 / 0.0 / 0.0" in card
+    notes = card_notes(REPO / "models" / "mito-sr4-fast.md")
+    assert notes.startswith("## Notes") and "## Limits" not in notes
+    assert card_notes(tmp_path / "none.md") == ""

@@ -84,13 +84,14 @@ def rec(tmp_path, stack) -> Path:
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A real 2 MB tmpfs: enhanced output of ``stack`` does not fit."""
+def small_disk(tmp_path, request):
+    """A real 2 MB tmpfs (or ``request.param``, e.g. "7m"): enhanced output of ``stack`` does not fit."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs (a real full disk)")
     point = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     point.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(point)],
+    size = getattr(request, "param", "2m")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
@@ -197,6 +198,28 @@ def test_full_disk_fails_cleanly_without_a_complete_looking_output(small_disk, r
 
         with pytest.raises(FrameFormatError, match="incomplete live-pssr output"):
             open_input(out)  # live-pssr's reader (enhance and replay) tells
+
+
+@pytest.mark.parametrize("small_disk", ["7m"], indirect=True)
+def test_full_disk_for_the_checks_maps_leaves_nothing(small_disk, rec, tiny_model_path):
+    """The output fits, its TTA maps do not (a tif's space is reserved up front): refused before any
+    work, and neither the output nor any of the files beside it is left."""
+    out = small_disk / "o.tif"
+    proc = enhance(rec, out, tiny_model_path, "--threads", "1", "--consistency", "--tta")
+    assert_clean_error(proc, "disk is full", "o.tta.tif")
+    assert list(small_disk.iterdir()) == []
+
+
+def test_full_disk_mid_run_with_checks_leaves_no_report(small_disk, rec, tiny_model_path):
+    """A zarr output with --consistency fills the disk mid-run: the output and its maps stay marked
+    partial, and no report (which would say the run was checked) is left, not even its temporary."""
+    out = small_disk / "o.zarr"
+    proc = enhance(rec, out, tiny_model_path, "--threads", "1", "--consistency")
+    assert_clean_error(proc, "disk is full", "free space")
+    assert zarr.open_array(str(out), mode="r").attrs["live_pssr"]["state"] == "partial"
+    maps = small_disk / "o.consistency.zarr"
+    assert zarr.open_array(str(maps), mode="r").attrs["live_pssr"]["state"] == "partial"
+    assert not (small_disk / "o.consistency.json").exists() and hidden_leftovers(small_disk) == []
 
 
 # ------------------------------------------------------------------------------------ damaged input

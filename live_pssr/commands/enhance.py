@@ -1,5 +1,8 @@
 """``live-pssr enhance``: enhance a recorded tif / zarr / OME-Zarr file offline (optionally on dask).
 
+``--consistency`` / ``--tta`` check every frame and write the maps and a JSON report beside the
+output (:mod:`live_pssr.offline.checks`).
+
 Errors (bad input, a damaged file, an output path that may not be replaced, a full disk) are
 :class:`~live_pssr.errors.LivePSSRError` errors: the CLI prints the problem and the fix and exits 2; a
 failed run leaves no output that looks complete (see :mod:`live_pssr.offline.outputs`).
@@ -48,6 +51,19 @@ def command(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing live-pssr output (recognised by its metadata); never "
         "another file or folder, never the input.")] = False,
+    consistency: Annotated[bool, typer.Option(
+        "--consistency", help="Check every frame against its raw frame: signed consistency maps "
+        "(OUT.consistency.tif/.zarr, raw size) and per-frame scores and flags (OUT.consistency.json).")
+    ] = False,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Also the model's disagreement with itself under flips/rotations "
+        "(OUT.tta.tif/.zarr, enhanced size; 4-8 extra enhancements per frame).")] = False,
+    camera: Annotated[Path | None, typer.Option(
+        "--camera", help="--consistency: the camera's noise from a `live-pssr calibrate` YAML "
+        "(default: estimated from each frame).")] = None,
+    psf_sigma: Annotated[float | None, typer.Option(
+        "--psf-sigma", help="--consistency: forward blur in enhanced pixels (default: from the model's "
+        "training data).")] = None,
 ) -> None:
     """Enhance recorded data offline: any frame size (tiled without seams), single- or multi-frame models."""
     from rich.console import Console
@@ -87,9 +103,17 @@ def command(
             input_path, output, model=model, engine=engine, device=device, tile=tile or None,
             overlap=overlap, out_dtype=out_dtype, channel=channel, workers=workers, scheduler=scheduler,
             overwrite=overwrite, threads=threads, progress=progress, on_start=started,
+            consistency=consistency, tta=tta, camera=camera, psf_sigma_px=psf_sigma,
         )
     finally:
         bar.stop()
     px = f", {result.pixel_size_um:.4g} um/pixel" if result.pixel_size_um else ""
     console.print(f"wrote {result.output} ({result.kind}, {result.dtype}{px}): {result.frames} frame(s) "
                   f"in {result.seconds:.1f} s ({result.fps:.2f} frames/s)")
+    if result.checks is not None:
+        from ..offline.checks import describe
+
+        c = result.checks
+        console.print(describe(c["summary"]))
+        maps = ", ".join(str(p) for p in (c["consistency_maps"], c["tta_maps"]) if p is not None)
+        console.print(f"wrote {maps} and {c['report']}")

@@ -1,7 +1,9 @@
 """``live-pssr evaluate --model M --data D``: a model against ground truth, next to its baseline.
 
-Prints a table (model, baseline, difference per metric; flicker for timelapses) and writes the
-full result (per image, provenance, machine) as JSON with ``--json``. Data sets: ``mito-holdout``,
+Prints a table (model, baseline, difference per metric; flicker for timelapses; the trust signals:
+the consistency check's flag rate, score and error-map rank correlation with the true error, and
+with ``--tta`` the TTA disagreement) and writes the full result (per image, provenance, machine)
+as JSON with ``--json``. Data sets: ``mito-holdout``,
 ``fmd-holdout``, ``sim-timelapse`` or a path to high-quality images (see :mod:`live_pssr.evaluate`).
 """
 
@@ -58,6 +60,20 @@ def command(
     frames: Annotated[int, typer.Option(help="sim-timelapse: number of frames.")] = 16,
     size: Annotated[int, typer.Option(min=16, help="sim-timelapse: camera frame size (px).")] = 128,
     max_images: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
+    consistency: Annotated[bool, typer.Option(
+        "--consistency/--no-consistency", help="Judge the data-consistency check against the truth: "
+        "flag rates and how well its error map ranks tiles by true error.")] = True,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Also test-time-augmentation disagreement (4-8 extra enhancements per image).")
+    ] = False,
+    camera: Annotated[Path | None, typer.Option(
+        "--camera", help="The consistency check's noise from a `live-pssr calibrate` YAML "
+        "(default: the data's camera where known, else estimated from each frame).")] = None,
+    psf_sigma: Annotated[float | None, typer.Option(
+        "--psf-sigma", help="The check's forward blur in enhanced pixels (default: the data's, else the "
+        "model's training data).")] = None,
+    tile_px: Annotated[int, typer.Option(
+        "--tile-px", min=2, help="Tile side (camera pixels) of the rank correlations.")] = 16,
 ) -> None:
     """Score a model (PSNR, SSIM, normalised PSNR/SSIM, FRC, flicker) next to bicubic / the raw input."""
     import json
@@ -77,7 +93,8 @@ def command(
     loaded = load_model(model)
     crap_cfg = parse_crappifier(crappifier, loaded.spec.upscale)
     result = evaluate(loaded, data, crappifier=crap_cfg, engine=engine, seed=seed, n_frames=frames,
-                      size=size, max_images=max_images)
+                      size=size, max_images=max_images, consistency=consistency, tta=tta,
+                      camera=None if camera is None else str(camera), psf_sigma_px=psf_sigma, tile_px=tile_px)
     base = result["baseline"]
     table = Table(title=f"{result['model']} on {result['data']} ({result['n_images']} images, "
                         f"engine {result['engine']})")
@@ -94,8 +111,18 @@ def command(
         f = result["flicker"]
         table.add_row("flicker (1 = changes as the truth)", _fmt(f["model"]), _fmt(f["baseline"]),
                       _fmt(f["delta"], sign=True))
+    for label, m, b in trust_rows(result):
+        delta = m - b if m is not None and b is not None else None
+        table.add_row(label, _fmt(m), _fmt(b), _fmt(delta, sign=True))
     console.print(table)
     console.print(f"[dim]{result['description']}; {result['time_s']:.1f} s[/dim]")
+    if "consistency" in result:
+        c = result["consistency"]
+        truth = c["truth"]
+        console.print(f"[dim]consistency check: forward blur {c['psf_sigma_px']:.3g} px ({c['psf_source']}), "
+                      f"noise {c['noise']}; rank correlations over {c['tile_px']}x{c['tile_px']} "
+                      f"camera-pixel tiles; the truth itself is flagged in {_pct(truth['flag_rate'])} of "
+                      f"{truth['checked']} image(s) (the check's false alarms on this data)[/dim]")
     if json_path is not None:
         try:
             json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +132,25 @@ def command(
                                   "choose a writable path with free space (the table above is the result)"
                                   ) from err
         console.print(f"wrote {json_path}")
+
+
+def trust_rows(result: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    """``(label, model, baseline)`` rows of the trust signals (consistency check, TTA) of a result."""
+    rows: list[tuple[str, float | None, float | None]] = []
+    c = result.get("consistency")
+    if c:
+        rows += [("consistency: flag rate", c["model"]["flag_rate"], c["baseline"]["flag_rate"]),
+                 ("consistency: score", c["model"]["score"], c["baseline"]["score"]),
+                 ("error map ~ true error (rank corr)", c["model"]["rank_corr"], c["baseline"]["rank_corr"])]
+    t = result.get("tta")
+    if t:
+        rows += [("TTA disagreement", t["disagreement"], None),
+                 ("TTA spread ~ true error (rank corr)", t["rank_corr"], None)]
+    return rows
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f} %"
 
 
 def _fmt(v: float | None, sign: bool = False) -> str:

@@ -8,6 +8,7 @@ Modules, one job each:
 - :mod:`.outputs`: the output targets (tif, zarr / OME-Zarr image, run store), claimed through
   :mod:`live_pssr.store.claim`, created with their final shape and filled region by region;
 - :mod:`.work`: the unit of work (enhance and write a block of frames) and per-worker caches;
+- :mod:`.checks`: the optional per-frame checks (consistency, TTA), their records and summary;
 - :mod:`.schedule`: running the blocks in-process, on dask threads/processes or a cluster;
 - :mod:`.enhance`: the public entry points :func:`enhance_file` and :func:`enhance_array`.
 

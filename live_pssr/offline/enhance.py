@@ -7,7 +7,9 @@ default overlap is the exact one, twice the model's measured receptive field), p
 dtype mapping, builds the engine once (``auto`` is resolved here, so every worker runs the same
 engine), creates the output with its final shape and runs the blocks
 (:mod:`~live_pssr.offline.schedule`). :func:`enhance_array` does the same on a numpy stack in
-memory (for evaluation and notebooks).
+memory (for evaluation and notebooks). With ``consistency`` / ``tta`` every frame is also checked
+(:mod:`~live_pssr.offline.checks`): the maps and a JSON report go beside the output, completed
+after it (the report last), removed or left marked partial with it when the run fails.
 
 Output dtype (``out_dtype``, default: the input's if it is uint8, uint16 or float32, else
 float32): float32 keeps the enhanced values in the input's units. An integer output keeps them
@@ -27,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LivePSSRError
 from ..modelio import DEFAULT_MODEL, LoadedModel, load_model
 from ..stacks import InputStack, check_frame_values, open_input, path_kind
-from .outputs import OutputSpec, check_output_path, create_output
+from .checks import REPORT_FORMAT, REPORT_VERSION, FrameChecks, summarize
+from .outputs import OutputSpec, ReportTarget, check_output_path, create_output, sidecar_path
 from .schedule import check_scheduler, plan_blocks, run_dask, run_in_process
-from .work import EnhanceJob, IntensityMap, build_enhancer, make_job_engine
+from .work import BlockDone, EnhanceJob, IntensityMap, build_enhancer, make_job_engine
 
 DEFAULT_TILE = 1024
 DEFAULT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -59,13 +62,17 @@ class EnhanceResult:
     workers: int
     scheduler: str
     seconds: float
+    #: with checks: ``report``, ``consistency_maps``, ``tta_maps`` (paths or None) and ``summary``
+    checks: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "output": str(self.output), "fps": self.fps}
+        checks = None if self.checks is None else {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in self.checks.items()}
+        return {**asdict(self), "output": str(self.output), "fps": self.fps, "checks": checks}
 
 
 # ------------------------------------------------------------------------------------ decisions
@@ -175,6 +182,10 @@ def enhance_file(
     block: int | None = None,
     progress: ProgressFn | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    consistency: bool = False,
+    tta: bool = False,
+    camera: str | Path | None = None,
+    psf_sigma_px: float | None = None,
 ) -> EnhanceResult:
     """Enhance a recorded tif / zarr / OME-Zarr into ``output_path``.
 
@@ -206,6 +217,13 @@ def enhance_file(
         Called with ``(frames done, total)`` as blocks finish.
     on_start
         Called once with a description of the run (model, engine, tiling, output) before work.
+    consistency, tta
+        Check every frame (:mod:`live_pssr.offline.checks`): the data-consistency map and/or the
+        test-time-augmentation spread, written beside the output with a JSON report.
+    camera, psf_sigma_px
+        For ``consistency``: a calibration YAML from ``live-pssr calibrate`` (default: the noise
+        is estimated from each frame) and the forward blur in enhanced pixels (default: from the
+        model's training provenance).
     """
     import os
 
@@ -214,6 +232,8 @@ def enhance_file(
     out_kind = path_kind(output_path)
     src = open_input(input_path, channel)
     check_output_path(output_path, overwrite, (src.path,))  # before any work; claimed at creation
+    checks = FrameChecks(consistency, tta, psf_sigma_px, camera=None if camera is None else str(camera))
+    sidecars = _Sidecars.plan(output_path, out_kind, checks, overwrite, src.path)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}", "use --workers 1 to run in-process")
     if workers > 1:
@@ -226,8 +246,10 @@ def enhance_file(
         check_run_store_dtype(src, intensity.dtype, out_dtype)
     tile_, overlap_, align = tiling_for(loaded, src.frame_shape, tile, overlap)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    checks = checks.resolve(loaded)
     job = EnhanceJob(source=src, target=None, model_path=loaded.path, engine=engine, device=device,
-                     intensity=intensity, tile=tile_, overlap=overlap_, align=align, threads=threads)
+                     intensity=intensity, tile=tile_, overlap=overlap_, align=align, threads=threads,
+                     checks=checks if checks.any else None)
     eng = make_job_engine(loaded, job)
     job.engine, job.device = _engine_name(eng), eng.device
     enhancer = build_enhancer(job, loaded, eng)
@@ -240,6 +262,8 @@ def enhance_file(
         "engine": enhancer.engine_name, "tile": tile_, "overlap": overlap_ if tile_ else None,
         "intensity": intensity.describe(), "live_pssr_version": _version(),
     }
+    if checks.any:
+        meta["checks"] = {**checks.settings(), **sidecars.names()}
     out_spec = OutputSpec(
         path=output_path, kind=out_kind, axes=src.axes, shape=(n, h * s, w * s), dtype=intensity.dtype,
         upscale=s, pixel_size_um=src.pixel_size_um / s if src.pixel_size_um else None,
@@ -251,12 +275,20 @@ def enhance_file(
                   "output_shape": out_spec.shape, "dtype": np.dtype(intensity.dtype).name, "workers": workers,
                   "scheduler": scheduler if workers > 1 else "in-process"})
     job.target = create_output(out_spec, overwrite=overwrite, inputs=(src.path,))
+    try:
+        sidecars.create(job, out_spec, src, meta)
+    except BaseException:
+        job.target.abort()
+        src.close()
+        raise
     blocks = plan_blocks(n, block or _default_block(src, spec.in_frames))
     done = 0
+    records: list[dict[str, Any]] = []
 
-    def advance(k: int) -> None:
+    def advance(block_done: BlockDone) -> None:
         nonlocal done
-        done += k
+        done += block_done.frames
+        records.extend(block_done.records)
         if progress is not None:
             progress(done, n)
 
@@ -272,14 +304,118 @@ def enhance_file(
         job.target.finish({"frames": n, "seconds": seconds, "engine": enhancer.engine_name})
     except BaseException:
         job.target.abort()  # tif: temporary file removed; zarr: left marked partial; run store: unfinished
+        sidecars.abort(job)
         raise
+    check_info = sidecars.finish(job, records, meta) if checks.any else None
     return EnhanceResult(
         output=output_path, kind=out_kind, frames=n,
         shape=(h * s, w * s) if src.axes == "YX" else (n, h * s, w * s),
         dtype=np.dtype(intensity.dtype).name, pixel_size_um=out_spec.pixel_size_um,
         model=loaded.model_id, engine=enhancer.engine_name, tile=tile_, overlap=overlap_ if tile_ else None,
         workers=workers, scheduler=scheduler if workers > 1 else "in-process", seconds=seconds,
+        checks=check_info,
     )
+
+
+@dataclass
+class _Sidecars:
+    """The files the checks write beside the output (maps and the JSON report; see :mod:`.checks`)."""
+
+    overwrite: bool
+    inputs: tuple[Path, ...]
+    maps: tuple[Path, str] | None = None
+    tta: tuple[Path, str] | None = None
+    report_path: Path | None = None
+    report: ReportTarget | None = None
+
+    @classmethod
+    def plan(cls, output: Path, out_kind: str, checks: FrameChecks, overwrite: bool,
+             source: Path) -> _Sidecars:
+        """Name the files and refuse, before any work, paths that may not be written."""
+        plan = cls(overwrite, (source,))
+        if not checks.any:
+            return plan
+        if checks.consistency:
+            plan.maps = sidecar_path(output, "consistency", out_kind)
+        if checks.tta:
+            plan.tta = sidecar_path(output, "tta", out_kind)
+        plan.report_path = sidecar_path(output, "consistency", "json")[0]
+        for path in plan._paths():
+            if path.resolve() == output.resolve():
+                raise ConfigError(f"the checks' file {path} would be the output itself",
+                                  "give the output a usual name (OUT.tif, OUT.zarr, OUT.ome.zarr)")
+            check_output_path(path, overwrite, plan.inputs)
+        return plan
+
+    def _paths(self) -> list[Path]:
+        return [f[0] for f in (self.maps, self.tta) if f is not None] + (
+            [self.report_path] if self.report_path is not None else [])
+
+    def names(self) -> dict[str, str]:
+        out = {"report": self.report_path.name} if self.report_path is not None else {}
+        if self.maps is not None:
+            out["consistency_maps"] = self.maps[0].name
+        if self.tta is not None:
+            out["tta_maps"] = self.tta[0].name
+        return out
+
+    def create(self, job: EnhanceJob, out_spec: OutputSpec, src: InputStack, meta: dict[str, Any]) -> None:
+        """Create the map outputs (final shape, like the output) and claim the report's path."""
+        n, h, w = src.shape
+        ome = out_spec.ome or out_spec.kind == "ome-zarr"
+        common = {"axes": src.axes, "dtype": np.dtype(np.float32), "frame_interval_s": src.frame_interval_s,
+                  "ome": ome, "frame_axis": src.frame_axis}
+        try:
+            if self.maps is not None:
+                job.map_target = create_output(OutputSpec(
+                    path=self.maps[0], kind=self.maps[1], shape=(n, h, w), upscale=1,
+                    pixel_size_um=src.pixel_size_um,
+                    metadata={**meta, "content": "consistency-map", "meaning": MAP_MEANING}, **common),
+                    overwrite=self.overwrite, inputs=self.inputs)
+            if self.tta is not None:
+                job.tta_target = create_output(OutputSpec(
+                    path=self.tta[0], kind=self.tta[1], shape=out_spec.shape, upscale=1,
+                    pixel_size_um=out_spec.pixel_size_um,
+                    metadata={**meta, "content": "tta-spread", "meaning": TTA_MEANING}, **common),
+                    overwrite=self.overwrite, inputs=self.inputs)
+            if self.report_path is not None:
+                self.report = ReportTarget.create(self.report_path, self.overwrite, self.inputs)
+        except BaseException:
+            self.abort(job)
+            raise
+
+    def finish(self, job: EnhanceJob, records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+        """The output is complete: complete the maps, then write the report (last: it indexes them)."""
+        summary = summarize(records)
+        try:
+            for target in (job.map_target, job.tta_target):
+                if target is not None:
+                    target.finish({"frames": len(records), "summary": summary})
+            assert self.report is not None and self.report_path is not None
+            self.report.finish({  # meta["checks"]: the settings and the files' names
+                "live_pssr": {"format": REPORT_FORMAT, "version": REPORT_VERSION, **meta},
+                "summary": summary, "frames": sorted(records, key=lambda r: r["frame"]),
+            })
+        except BaseException as err:
+            self.abort(job)
+            if isinstance(err, LivePSSRError):
+                raise type(err)(f"{err.message} (the enhanced output itself is complete)", err.hint) from err
+            raise
+        return {"report": self.report_path, "consistency_maps": self.maps[0] if self.maps else None,
+                "tta_maps": self.tta[0] if self.tta else None, "summary": summary}
+
+    def abort(self, job: EnhanceJob) -> None:
+        for target in (job.map_target, job.tta_target, self.report):
+            if target is not None:
+                target.abort()
+
+
+#: what the values of the written maps mean (recorded in their metadata)
+MAP_MEANING = ("signed consistency map at the raw frame's size, noise units: > 0 where the enhanced frame "
+               "puts light the raw frame does not show (structure added), < 0 where the raw frame holds "
+               "light the enhanced frame lacks (structure removed); |value| = error map; NaN: not checked")
+TTA_MEANING = ("per-pixel standard deviation of the model's outputs under flips/rotations of its input "
+               "(de-augmented), the enhanced frame's value units")
 
 
 def _default_block(src: InputStack, in_frames: int) -> int:
@@ -365,7 +501,7 @@ def enhance_array(
                      intensity=intensity, tile=tile_, overlap=overlap_, align=align, threads=threads)
     eng = make_job_engine(loaded, job) if isinstance(engine, str) else engine
     enhancer = build_enhancer(job, loaded, eng)
-    run_in_process(job, plan_blocks(src.n_frames, max(4, loaded.spec.in_frames)), lambda k: None, enhancer)
+    run_in_process(job, plan_blocks(src.n_frames, max(4, loaded.spec.in_frames)), lambda done: None, enhancer)
     return target.data[0] if single else target.data
 
 

@@ -23,6 +23,11 @@ ends with :meth:`finish` (the output is complete) or :meth:`abort` (it failed):
   data); its run state stays ``recording`` unless the run completes (``closed``). The store is
   one object, so it takes frames from threads only (not processes).
 
+With per-frame checks (``enhance --consistency / --tta``, :mod:`.checks`) the maps are outputs of
+the same kinds beside the output (:func:`sidecar_path`: ``OUT.consistency.tif``, ``OUT.tta.zarr``
+...), and :class:`ReportTarget` writes the JSON report ``OUT.consistency.json`` the same way as a
+tif: under a claimed temporary name, renamed into place when complete.
+
 Paths are claimed through :mod:`live_pssr.store.claim` only: an existing output is replaced (with
 ``overwrite``) only when it is a live-pssr output, recognised by its own metadata, and never when
 it is, holds or lies inside the input. Anything else is refused and left untouched.
@@ -493,10 +498,71 @@ class RunStoreTarget:
                           "use --scheduler threads, or write a .zarr/.tif output")
 
 
+# ----------------------------------------------------------------------------- files beside the output
+#: the output kinds' suffixes, longest first (the part of the name a sidecar replaces)
+_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".zarr")
+
+
+def sidecar_path(output: Path, what: str, kind: str) -> tuple[Path, str]:
+    """``(path, kind)`` of the ``what`` file beside ``output`` (``what``: e.g. ``consistency``).
+
+    ``OUT.tif`` -> ``OUT.WHAT.tif``, ``OUT.ome.tif`` -> ``OUT.WHAT.ome.tif``, ``OUT.zarr`` and a run
+    store ``OUT.ome.zarr`` -> ``OUT.WHAT.zarr`` (a run store holds one run; its maps are an image);
+    ``kind="json"`` -> ``OUT.WHAT.json``.
+    """
+    name = output.name.rstrip("/")
+    low = name.lower()
+    base = next((name[: -len(s)] for s in _SUFFIXES if low.endswith(s)), output.stem)
+    if kind == "json":
+        return output.with_name(f"{base}.{what}.json"), "json"
+    if kind in ("zarr", "ome-zarr"):
+        return output.with_name(f"{base}.{what}.zarr"), "zarr"
+    suffix = name[len(base):]
+    return output.with_name(f"{base}.{what}{suffix}"), kind
+
+
+class ReportTarget:
+    """A JSON report written once, at the end, under a claimed temporary name (like a tif).
+
+    :meth:`create` claims the path (refusing what :func:`check_output_path` refuses);
+    :meth:`finish` writes the document (its ``live_pssr`` object marks it as live-pssr's, so a
+    later ``--overwrite`` may replace it) and renames it into place; :meth:`abort` removes the
+    temporary file.
+    """
+
+    def __init__(self, path: Path, tmp: Path, overwrite: bool) -> None:
+        self.path, self.tmp, self.overwrite = path, tmp, overwrite
+
+    @classmethod
+    def create(cls, path: Path, overwrite: bool = False, inputs: tuple[Path, ...] = ()) -> ReportTarget:
+        check_output_path(path, overwrite, inputs)
+        return cls(path, claim_file(path, overwrite=overwrite, inputs=inputs), overwrite)
+
+    def finish(self, doc: dict[str, Any]) -> None:
+        if not isinstance(doc.get("live_pssr"), dict) or "format" not in doc["live_pssr"]:
+            raise ValueError("a live-pssr JSON report needs a live_pssr object with its format")
+        try:
+            with open(self.tmp, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=1, allow_nan=False)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            self.abort()
+            raise _write_failed(err, self.path, "nothing was written to the report") from err
+        try:
+            commit_file(self.tmp, self.path, overwrite=self.overwrite)
+        except StoreWriteError:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
 def _run_fields(meta: dict[str, Any]) -> dict[str, Any]:
     """The run-store fields ``live-pssr info`` shows (model, engine)."""
     return {k: meta[k] for k in ("model", "engine") if k in meta}
 
 
-__all__ = ["COMPLETE", "PARTIAL", "OutputSpec", "RunStoreTarget", "TifTarget", "ZarrTarget",
-           "check_output_path", "create_output"]
+__all__ = ["COMPLETE", "PARTIAL", "OutputSpec", "ReportTarget", "RunStoreTarget", "TifTarget", "ZarrTarget",
+           "check_output_path", "create_output", "sidecar_path"]

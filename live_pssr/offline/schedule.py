@@ -12,9 +12,10 @@ neighbouring frames it needs), so:
 - ``scheduler`` = a ``tcp://host:port`` address: the same tasks on a dask.distributed cluster
   (needs the ``distributed`` package and paths every worker can reach).
 
-Memory stays bounded: tasks return only their frame count, the data goes from the input file to
-the output file inside the task. Torch intra-op threads are set per worker (default: cores /
-workers) so workers do not oversubscribe the CPU; the in-process loop uses the same setting, which
+Memory stays bounded: the data goes from the input file to the output file inside the task,
+which returns only its frame count and the frames' small check records
+(:class:`~live_pssr.offline.work.BlockDone`). Torch intra-op threads are set per worker (default:
+cores / workers) so workers do not oversubscribe the CPU; the in-process loop uses the same setting, which
 makes every scheduler compute the same numbers (torch's CPU kernels round differently with
 different thread counts).
 """
@@ -25,11 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from .work import EnhanceJob, adopt_resources, enhance_block, release_resources, torch_threads
+from .work import BlockDone, EnhanceJob, adopt_resources, enhance_block, release_resources, torch_threads
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
 
-Progress = Callable[[int], None]
+#: called with each finished block (in completion order)
+Progress = Callable[[BlockDone], None]
 
 
 def plan_blocks(n_frames: int, block: int) -> list[tuple[int, int]]:
@@ -77,7 +79,7 @@ def run_dask(job: EnhanceJob, blocks: list[tuple[int, int]], progress: Progress,
     class _Progress(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
             if isinstance(key, str) and key.startswith(prefix):
-                progress(int(result))
+                progress(result)
 
     with torch_threads(job.threads), _Progress():
         try:
@@ -119,7 +121,7 @@ def _run_distributed(tasks: list[Any], address: str, progress: Progress) -> None
     with Client(address) as client:
         futures = client.compute(tasks)
         for fut in as_completed(futures):
-            progress(int(fut.result()))
+            progress(fut.result())
 
 
 __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "plan_blocks", "run_dask", "run_in_process"]

@@ -4,7 +4,8 @@ An :class:`EnhanceJob` is the picklable description of a whole offline run (inpu
 target, model file, resolved engine, tiling, intensity mapping, threads). :func:`enhance_block`
 is the unit of work for every scheduler (the in-process loop, dask threads/processes, a
 dask.distributed cluster): it reads frames ``start:stop`` (plus the neighbours a multi-frame model
-needs), enhances each and writes them, and returns the number of frames done. Workers cache
+needs), enhances each and writes them (with ``checks``: also checks each, :mod:`.checks`, and
+writes its maps), and returns a :class:`BlockDone` (frames done, their check records). Workers cache
 their model, engine and file handles per thread (:func:`worker_resources`), so the model is
 loaded once per worker, not per block.
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..stacks import InputStack, check_frame_values
+from .checks import FrameCheck, FrameChecks, check_frame
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class EnhanceJob:
     overlap: int = 0
     align: int = 4
     threads: int | None = None
+    #: per-frame checks (consistency, TTA) and the targets of their maps (see :mod:`.checks`)
+    checks: FrameChecks | None = None
+    map_target: Any = None
+    tta_target: Any = None
     token: str = field(default_factory=lambda: os.urandom(6).hex())
 
     def tiling(self) -> bool:
@@ -102,6 +108,16 @@ class WorkerResources:
     enhancer: Any
     source: InputStack
     target: Any
+    map_target: Any = None
+    tta_target: Any = None
+
+
+def _resources(job: EnhanceJob, enhancer: Any) -> WorkerResources:
+    def clone(target: Any) -> Any:
+        return None if target is None else target.clone()
+
+    return WorkerResources(enhancer, job.source.clone(), job.target.clone(), clone(job.map_target),
+                           clone(job.tta_target))
 
 
 def build_enhancer(job: EnhanceJob, model: Any = None, engine: Any = None) -> Any:
@@ -147,7 +163,7 @@ def worker_resources(job: EnhanceJob) -> WorkerResources:
 
             if torch.get_num_threads() != job.threads:
                 torch.set_num_threads(job.threads)
-        res = WorkerResources(build_enhancer(job), job.source.clone(), job.target.clone())
+        res = _resources(job, build_enhancer(job))
         with _cache_lock:
             for old in [k for k in _cache if k[1] == key[1]]:  # one job per thread at a time
                 _drop(old)
@@ -173,8 +189,7 @@ def _quiet_zarr_leftovers() -> None:
 def adopt_resources(job: EnhanceJob, enhancer: Any) -> None:
     """Use ``enhancer`` (already built in this thread) for ``job`` in this thread."""
     with _cache_lock:
-        _cache[(job.token, threading.get_ident())] = WorkerResources(
-            enhancer, job.source.clone(), job.target.clone())
+        _cache[(job.token, threading.get_ident())] = _resources(job, enhancer)
 
 
 def release_resources(job: EnhanceJob) -> None:
@@ -187,8 +202,9 @@ def release_resources(job: EnhanceJob) -> None:
 def _drop(key: tuple[str, int]) -> None:
     res = _cache.pop(key)
     res.source.close()
-    if res.target is not None and not getattr(res.target, "shared", False):
-        res.target.close()
+    for target in (res.target, res.map_target, res.tta_target):
+        if target is not None and not getattr(target, "shared", False):
+            target.close()
 
 
 @contextmanager
@@ -209,11 +225,16 @@ def torch_threads(n: int | None):
 
 # ----------------------------------------------------------------------------- the unit of work
 def enhance_frames(enhancer: Any, frames: np.ndarray, first: int, n_total: int, start: int, stop: int,
-                   intensity: IntensityMap, path: Path | str) -> np.ndarray:
-    """Enhance frames ``start:stop`` of a stack given ``frames`` = stack[first:first+len(frames)]."""
+                   intensity: IntensityMap, path: Path | str,
+                   checks: FrameChecks | None = None) -> tuple[np.ndarray, list[FrameCheck]]:
+    """Enhance frames ``start:stop`` of a stack given ``frames`` = stack[first:first+len(frames)].
+
+    Returns the enhanced frames in the output's dtype and, with ``checks``, each frame's
+    :class:`~live_pssr.offline.checks.FrameCheck` (made on the enhancer's float values).
+    """
     spec = enhancer.model.spec
     checked: set[int] = set()
-    out = []
+    out, results = [], []
     for t in range(start, stop):
         idx, ref = window_indices(t, n_total, spec.in_frames, spec.target_frame)
         for i in idx:
@@ -221,8 +242,12 @@ def enhance_frames(enhancer: Any, frames: np.ndarray, first: int, n_total: int, 
                 check_frame_values(frames[i - first], path, i)
                 checked.add(i)
         window = [frames[i - first] for i in idx]
-        out.append(intensity.apply(enhance_window(enhancer, window, ref)))
-    return np.stack(out)
+        enhanced = enhance_window(enhancer, window, ref)
+        if checks is not None and checks.any:
+            results.append(check_frame(checks, t, frames[t - first], enhanced, spec.upscale,
+                                       lambda w, ref=ref: enhance_window(enhancer, w, ref), window))
+        out.append(intensity.apply(enhanced))
+    return np.stack(out), results
 
 
 def enhance_window(enhancer: Any, window: list[np.ndarray], ref: int) -> np.ndarray:
@@ -238,18 +263,32 @@ def block_range(spec: Any, n: int, start: int, stop: int) -> tuple[int, int]:
     return lo, hi + 1
 
 
-def enhance_block(job: EnhanceJob, start: int, stop: int) -> int:
-    """Read, enhance and write frames ``start:stop`` of ``job``; returns the frame count."""
+@dataclass
+class BlockDone:
+    """What one block of work reports back: its frames and their check records (small, picklable)."""
+
+    start: int
+    frames: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def enhance_block(job: EnhanceJob, start: int, stop: int) -> BlockDone:
+    """Read, enhance (and check) frames ``start:stop`` of ``job`` and write them (and their maps)."""
     res = worker_resources(job)
     first, last = block_range(res.enhancer.model.spec, job.source.n_frames, start, stop)
     frames = res.source.read(first, last)
-    out = enhance_frames(res.enhancer, frames, first, job.source.n_frames, start, stop, job.intensity,
-                         job.source.path)
+    out, checks = enhance_frames(res.enhancer, frames, first, job.source.n_frames, start, stop,
+                                 job.intensity, job.source.path, job.checks)
     res.target.write(start, out, frames[start - first:stop - first])
-    return stop - start
+    if res.map_target is not None:
+        res.map_target.write(start, np.stack([c.signed_map for c in checks]))
+    if res.tta_target is not None:
+        res.tta_target.write(start, np.stack([c.spread for c in checks]))
+    return BlockDone(start, stop - start, [c.record for c in checks])
 
 
 __all__ = [
+    "BlockDone",
     "EnhanceJob",
     "IntensityMap",
     "adopt_resources",

@@ -63,11 +63,13 @@ def os_error(err: OSError, path: Path, doing: str, note: str = "") -> StoreWrite
 
 # ---------------------------------------------------------------------------- recognising outputs
 def output_kind(path: str | Path) -> str | None:
-    """What live-pssr output ``path`` is (``run``, ``series``, ``zarr``, ``tif``), or None.
+    """What live-pssr output ``path`` is (``run``, ``series``, ``zarr``, ``tif``, ``json``), or None.
 
     Recognised by live-pssr's own metadata only: a zarr group or array whose ``zarr.json``
-    attributes carry ``live_pssr`` / ``live_pssr_series``, or a tif whose description names
-    live-pssr. A folder or file without that mark is never treated as replaceable.
+    attributes carry ``live_pssr`` / ``live_pssr_series``, a tif whose description names
+    live-pssr, or a JSON report (``enhance --consistency``) whose top-level object holds a
+    ``live_pssr`` object with a ``format``. A folder or file without that mark is never treated
+    as replaceable.
     """
     path = Path(path)
     if path.is_dir():
@@ -86,7 +88,18 @@ def output_kind(path: str | Path) -> str | None:
         return "zarr" if run is not None else None
     if path.is_file() and path.suffix.lower() in (".tif", ".tiff"):
         return "tif" if _tif_is_ours(path) else None
+    if path.is_file() and path.suffix.lower() == ".json":
+        return "json" if _json_is_ours(path) else None
     return None
+
+
+def _json_is_ours(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    mark = doc.get("live_pssr") if isinstance(doc, dict) else None
+    return isinstance(mark, dict) and isinstance(mark.get("format"), str)
 
 
 def _tif_is_ours(path: Path) -> bool:

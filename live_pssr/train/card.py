@@ -3,8 +3,10 @@
 :func:`write_card` reads the model's spec (architecture, normalisation, and the provenance the
 trainer stored in ``ModelSpec.training``: config, data sources, crappifiers, time, validation
 scores) and renders it as Markdown, with evaluation results (``scores``: data set -> metric ->
-value, e.g. from ``live-pssr evaluate``) and the config's intended use and limits. A card is
-therefore always in step with its weights; ``scripts/train_models.sh`` rewrites them.
+value, e.g. from ``live-pssr evaluate``), the trust signals judged against the truth (``trust``:
+the consistency check's flag rates and error-map rank correlation, TTA) and the config's intended
+use and limits. A card is therefore always in step with its weights; ``scripts/train_models.sh``
+rewrites them (``--keep-notes`` keeps a card's hand-written Notes section).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 
 
 def render_card(
-    model_path: str | Path, scores: dict[str, dict[str, Any]] | None = None, notes: str = ""
+    model_path: str | Path, scores: dict[str, dict[str, Any]] | None = None, notes: str = "",
+    trust: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """Markdown model card for ``model_path`` (see the module docstring)."""
+    """Markdown model card for ``model_path`` (see the module docstring); ``trust``: :func:`trust_rows`."""
     m = load_model(model_path)
     spec, tr = m.spec, m.spec.training
     cfg = tr.get("config", {})
@@ -102,6 +105,15 @@ def render_card(
             cols += [c for c in row if c not in cols]
         rows = [{"data / metric": name, **row} for name, row in scores.items()]
         lines += _table(rows, ["data / metric", *cols]) + [""]
+    if trust:
+        lines += [
+            "## How far the output can be trusted",
+            "",
+            TRUST_TEXT,
+            "",
+        ]
+        lines += _table([{"data": name, **row} for name, row in trust.items()], ["data", *TRUST_COLUMNS])
+        lines += [""]
     if notes:
         lines += [notes.strip(), ""]
     if cfg.get("limits"):
@@ -125,13 +137,65 @@ def render_card(
     return "\n".join(lines)
 
 
-def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Run ``live_pssr.evaluate.evaluate`` on each data set; rows of model/baseline/delta metrics."""
+def evaluation_results(model_path: str | Path, data_sets: list[str], seed: int = 0,
+                       tta: bool = True) -> dict[str, dict[str, Any]]:
+    """``live_pssr.evaluate.evaluate`` of the model on each data set (with the trust signals)."""
     from ..evaluate import evaluate
 
+    return {name: evaluate(str(model_path), name, seed=seed, progress=False, tta=tta) for name in data_sets}
+
+
+def _r(v: Any, nd: int = 3) -> Any:
+    return "-" if v is None else round(float(v), nd)
+
+
+#: columns of the card's trust table
+TRUST_COLUMNS = ["flag rate model / baseline / truth", "score model", "error map rank corr model / baseline",
+                 "TTA disagreement", "TTA spread rank corr"]
+#: what the trust table shows
+TRUST_TEXT = (
+    "`live-pssr evaluate` (seed 0) judges the two trust signals against the truth. *Consistency check* "
+    "(`live_pssr.consistency`, run live and by `enhance --consistency`): does the output, taken back to the "
+    "camera, explain the raw frame within its noise? Flag rate of the model's output, of the baseline's "
+    "(bicubic; the raw frame for a denoiser) and of the truth itself (a control: on PSSR-crappified data the "
+    "truth is not the expectation of its raw frame, and FMD's 50-frame mean is not exactly that of its "
+    "raw frame, so the check flags them too), and the rank correlation of its error map with the true "
+    "error `|pred' - truth'|` (CSBDeep-normalised) over 16x16 camera-pixel tiles. *TTA* (`enhance --tta`, "
+    "`evaluate --tta`): the model's disagreement with itself under flips and rotations, and the same rank "
+    "correlation of its spread. The consistency check only sees errors the camera can see above its "
+    "noise (where it flags, the output is inconsistent with the data); TTA ranks regions by how unsure "
+    "the model is, which follows the true error far more closely.")
+
+
+def trust_rows(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows of the card's trust table (consistency check and TTA) from :func:`evaluation_results`."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, res in results.items():
+        c, t = res.get("consistency"), res.get("tta")
+        if not c:
+            continue
+        n = c["model"]["checked"]
+        row = {
+            TRUST_COLUMNS[0]: " / ".join(str(_r(c[w]["flag_rate"], 2))
+                                         for w in ("model", "baseline", "truth")) + f" ({n} images)",
+            TRUST_COLUMNS[1]: _r(c["model"]["score"], 4),
+            TRUST_COLUMNS[2]: f"{_r(c['model']['rank_corr'])} / {_r(c['baseline']['rank_corr'])}",
+        }
+        if t:
+            row[TRUST_COLUMNS[3]] = _r(t["disagreement"], 4)
+            row[TRUST_COLUMNS[4]] = _r(t["rank_corr"])
+        rows[name] = row
+    return rows
+
+
+def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0,
+                    results: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Rows of model/baseline/delta metrics per data set (``results``: already evaluated ones)."""
+    if results is None:
+        results = evaluation_results(model_path, data_sets, seed, tta=False)
     rows: dict[str, dict[str, Any]] = {}
     for name in data_sets:
-        res = evaluate(str(model_path), name, seed=seed, progress=False)
+        res = results[name]
         summ = res["summary"]
         for metric in ("psnr", "ssim", "psnr_norm", "ssim_norm"):
             if summ["model"].get(metric) is None:
@@ -156,28 +220,49 @@ def write_card(
     scores: dict[str, dict[str, Any]] | None = None,
     notes: str = "",
     out: str | Path | None = None,
+    trust: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write the card next to the model (``NAME.md``) or to ``out``."""
     out = Path(out) if out else Path(model_path).with_suffix(".md")
-    out.write_text(render_card(model_path, scores, notes))
+    out.write_text(render_card(model_path, scores, notes, trust))
     return out
 
 
+def card_notes(card: str | Path) -> str:
+    """The ``## Notes`` section of an existing card (heading included; "" when it has none)."""
+    path = Path(card)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    start = text.find("\n## Notes\n")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + 1)
+    return text[start + 1: end if end >= 0 else len(text)].strip()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m live_pssr.train.card MODEL [--eval DATA ...] [--notes TEXT]``: (re)write a card."""
+    """``python -m live_pssr.train.card MODEL [--eval DATA ...] [--notes TEXT | --keep-notes] [--no-tta]``."""
     import argparse
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap = argparse.ArgumentParser(description="(Re)write a model card, evaluating the model on --eval data.")
     ap.add_argument("model")
     ap.add_argument("--eval", action="append", default=[], help="mito-holdout | fmd-holdout | sim-timelapse")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--keep-notes", action="store_true", help="keep the Notes of the card being replaced")
+    ap.add_argument("--no-tta", action="store_true", help="leave TTA out of the trust table (faster)")
     args = ap.parse_args(argv)
-    scores = evaluation_rows(args.model, args.eval) if args.eval else None
-    print(write_card(args.model, scores, args.notes))
+    notes = args.notes
+    if args.keep_notes and not notes:
+        notes = card_notes(Path(args.model).with_suffix(".md"))
+    scores = trust = None
+    if args.eval:
+        results = evaluation_results(args.model, args.eval, tta=not args.no_tta)
+        scores = evaluation_rows(args.model, args.eval, results=results)
+        trust = trust_rows(results)
+    print(write_card(args.model, scores, notes, trust=trust))
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["evaluation_rows", "render_card", "write_card"]
+__all__ = ["card_notes", "evaluation_results", "evaluation_rows", "render_card", "trust_rows", "write_card"]
