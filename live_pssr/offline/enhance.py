@@ -340,10 +340,7 @@ class _Sidecars:
         if checks.tta:
             plan.tta = sidecar_path(output, "tta", out_kind)
         plan.report_path = sidecar_path(output, "consistency", "json")[0]
-        for path in plan._paths():
-            if path.resolve() == output.resolve():
-                raise ConfigError(f"the checks' file {path} would be the output itself",
-                                  "give the output a usual name (OUT.tif, OUT.zarr, OUT.ome.zarr)")
+        for path in plan._paths():  # never the output itself: its suffix is replaced by .WHAT.suffix
             check_output_path(path, overwrite, plan.inputs)
         return plan
 
