@@ -35,6 +35,13 @@ config dict, and all reporting their own config with ``.config()`` for model pro
   electron) and ``offset`` (ADU), rounding and clipping to ``bit_depth`` bits. Output in ADU.
   ``live-pssr calibrate`` fits these numbers to the user's own camera.
 * :class:`DownsampleCrappifier`: resolution loss only (PSSR's "downsampleonly" control).
+* :class:`RandomizedCrappifier`: any of the above (or a calibration file) with some of its
+  numeric parameters drawn uniformly from ``[low, high]`` ranges on every call, from the ``rng``
+  passed in (so seeded like everything else), plus an optional extra Gaussian blur of the
+  high-quality image (``pre_blur_px``). Training on a neighbourhood of the published and
+  calibrated crappifiers (noise level, blur, photons, gain, offset, read noise) makes a model
+  generalise to cameras it was not calibrated on. Config:
+  ``{"kind": "randomized", "base": {...}, "ranges": {"var_factor": [0.2, 1.0], ...}}``.
 """
 
 from __future__ import annotations
@@ -428,6 +435,83 @@ class Compose(_Base):
         return x
 
 
+#: extra parameter of :class:`RandomizedCrappifier`: Gaussian blur (high-resolution pixels) first
+PRE_BLUR = "pre_blur_px"
+
+
+class RandomizedCrappifier(_Base):
+    """A crappifier whose numeric parameters are drawn from ranges on every call (seeded by ``rng``).
+
+    Parameters
+    ----------
+    base : dict
+        Config of the crappifier to vary (any kind but ``compose``/``randomized``; a ``file`` is
+        resolved to its contents). Parameters without a range keep the base's value.
+    ranges : dict
+        ``{parameter: [low, high]}``: floating-point parameters of the base's kind (integers such
+        as ``scale`` and ``bit_depth`` cannot vary), plus ``pre_blur_px``, a Gaussian blur of the
+        high-quality image (sigma in its pixels, 0 = none) before the base degrades it. Values are
+        drawn uniformly; the base's own validation applies to every draw.
+    """
+
+    kind = "randomized"
+
+    def __init__(self, base: dict[str, Any], ranges: dict[str, Sequence[float]]) -> None:
+        if not isinstance(base, dict) or base.get("kind") in ("compose", "randomized"):
+            raise ConfigError(f"randomized crappifier base {base!r} must be one crappifier's config",
+                              f"use a base of kind {', '.join([*KINDS, 'file'])}")
+        built = make_crappifier(base)
+        self.base = built.config()
+        self._cls = KINDS[self.base["kind"]]
+        self.scale = built.scale
+        if not isinstance(ranges, dict) or not ranges:
+            raise ConfigError("randomized crappifier needs a non-empty 'ranges' mapping",
+                              "write e.g. ranges: {var_factor: [0.2, 1.0]}")
+        numeric = [k for k, v in self.base.items()
+                   if isinstance(v, float) and k not in ("kind", "scale", "bit_depth")]
+        self.ranges: dict[str, tuple[float, float]] = {}
+        for key, rng_ in ranges.items():
+            if key != PRE_BLUR and key not in numeric:
+                raise ConfigError(f"randomized crappifier cannot vary {key!r} of kind {self.base['kind']!r}",
+                                  f"vary one of: {', '.join([*numeric, PRE_BLUR])}")
+            try:
+                lo, hi = (float(v) for v in rng_)
+            except (TypeError, ValueError):
+                raise ConfigError(f"randomized crappifier range {key}={rng_!r} is not [low, high]",
+                                  "give two numbers, e.g. [0.2, 1.0]") from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise ConfigError(f"randomized crappifier range {key}=[{lo}, {hi}] needs finite low <= high",
+                                  "swap or fix the bounds")
+            if key == PRE_BLUR and lo < 0:
+                raise ConfigError(f"{PRE_BLUR} range [{lo}, {hi}] must be >= 0", "blur sigmas are >= 0")
+            self.ranges[key] = (lo, hi)
+        for corner in (0, 1):  # both ends must build (bad bounds fail here, not mid-training)
+            self._build({k: v[corner] for k, v in self.ranges.items() if k != PRE_BLUR})
+
+    def _build(self, drawn: dict[str, float]) -> _Base:
+        params = {k: v for k, v in self.base.items() if k != "kind"}
+        return self._cls(**{**params, **drawn})
+
+    def draw(self, rng: np.random.Generator) -> tuple[_Base, float]:
+        """One draw: (the concrete crappifier, the pre-blur sigma); ranges in sorted key order."""
+        vals = {k: float(rng.uniform(*self.ranges[k])) for k in sorted(self.ranges)}
+        blur = vals.pop(PRE_BLUR, 0.0)
+        return self._build(vals), blur
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "base": dict(self.base),
+                "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()}}
+
+    def _params(self) -> dict[str, Any]:
+        return {"base": self.base, "ranges": self.ranges}
+
+    def _apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        crap, blur = self.draw(rng)
+        if blur > 0:
+            x = ndi.gaussian_filter(x, blur, mode="reflect")
+        return crap._apply(x, rng)
+
+
 # ----------------------------------------------------------------------------------------------
 # configuration
 
@@ -475,7 +559,7 @@ def make_crappifier(cfg: dict[str, Any] | Sequence[dict[str, Any]]) -> _Base:
     if not isinstance(cfg, dict) or "kind" not in cfg:
         raise ConfigError(f"crappifier config {cfg!r} is not a mapping with a 'kind' key",
                           f"use e.g. {{'kind': 'pssr-fluo', 'scale': 4}}; kinds: "
-                          f"{', '.join([*KINDS, 'compose', 'file'])}")
+                          f"{', '.join([*KINDS, 'compose', 'file', 'randomized'])}")
     cfg = dict(cfg)
     kind = cfg.pop("kind")
     for key in META_KEYS:
@@ -489,6 +573,13 @@ def make_crappifier(cfg: dict[str, Any] | Sequence[dict[str, Any]]) -> _Base:
             raise ConfigError("a crappifier file may not point to another file",
                               "write the crappifier parameters into the file itself")
         return make_crappifier({**loaded, **cfg})
+    if kind == "randomized":
+        if set(cfg) != {"base", "ranges"}:
+            raise ConfigError(f"randomized crappifier config needs exactly 'base' and 'ranges', "
+                              f"got keys {sorted(cfg)}",
+                              "write {'kind': 'randomized', 'base': {'kind': 'pssr-fluo', ...}, "
+                              "'ranges': {'var_factor': [0.2, 1.0]}}")
+        return RandomizedCrappifier(cfg["base"], cfg["ranges"])
     if kind == "compose":
         steps = cfg.pop("steps", None)
         if cfg or not isinstance(steps, list):
@@ -497,7 +588,7 @@ def make_crappifier(cfg: dict[str, Any] | Sequence[dict[str, Any]]) -> _Base:
         return Compose([make_crappifier(s) for s in steps])
     if kind not in KINDS:
         raise ConfigError(f"unknown crappifier kind {kind!r}",
-                          f"use one of: {', '.join([*KINDS, 'compose', 'file'])}")
+                          f"use one of: {', '.join([*KINDS, 'compose', 'file', 'randomized'])}")
     cls = KINDS[kind]
     import inspect
 

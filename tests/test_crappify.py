@@ -251,3 +251,89 @@ def test_cuda_tensor_in_cuda_tensor_out():
     assert out.device == hi.device and out.shape == (24, 32)
     expected = PSSRFluoCrappifier(4)(_blobs(), np.random.default_rng(0))
     np.testing.assert_array_equal(out.cpu().numpy(), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# randomisation
+
+
+RANDOM_FLUO = {
+    "kind": "randomized",
+    "base": {"kind": "pssr-fluo", "scale": 4},
+    "ranges": {"var_factor": [0.2, 1.0], "blur_sigma": [3.0, 7.0], "pre_blur_px": [0.0, 1.0]},
+}
+RANDOM_CAMERA = {
+    "kind": "randomized",
+    "base": {"kind": "camera", "scale": 4, "photons": 20.0},
+    "ranges": {"photons": [4.0, 80.0], "gain": [0.5, 4.0], "offset": [50.0, 400.0], "read_noise": [0.8, 3.0]},
+}
+
+
+@pytest.mark.parametrize("cfg", [RANDOM_FLUO, RANDOM_CAMERA])
+def test_randomized_draws_stay_in_their_ranges_and_cover_them(cfg: dict) -> None:
+    crap = make_crappifier(cfg)
+    assert crap.scale == 4 and make_crappifier(crap.config()).config() == crap.config()
+    rng = np.random.default_rng(0)
+    seen: dict[str, list[float]] = {k: [] for k in cfg["ranges"]}
+    for _ in range(200):
+        concrete, blur = crap.draw(rng)
+        params = {**concrete.config(), "pre_blur_px": blur}
+        for k, v in seen.items():
+            v.append(params[k])
+        assert all(params[k] == cfg["base"][k] for k in cfg["base"] if k not in cfg["ranges"])
+    for k, (lo, hi) in cfg["ranges"].items():
+        vals = np.array(seen[k])
+        assert vals.min() >= lo and vals.max() <= hi, k
+        assert vals.min() < lo + 0.1 * (hi - lo) and vals.max() > hi - 0.1 * (hi - lo), k  # spread over it
+
+
+def test_randomized_is_seeded_and_applies_what_it_draws() -> None:
+    img = _blobs()
+    crap = make_crappifier(RANDOM_CAMERA)
+    a = crap(img, np.random.default_rng(5))
+    assert np.array_equal(a, crap(img, np.random.default_rng(5)))
+    assert not np.array_equal(a, crap(img, np.random.default_rng(6)))
+    # the same generator state, drawn by hand: the concrete camera with those parameters, same noise
+    rng = np.random.default_rng(5)
+    concrete, blur = crap.draw(rng)
+    assert blur == 0.0
+    assert np.array_equal(a, concrete(img, rng))
+    # the mean follows the drawn offset and gain (photons * gain + offset)
+    cam = concrete.config()
+    assert abs(a.mean() - (cam["photons"] * cam["gain"] + cam["offset"])) < 0.05 * a.mean()
+
+
+def test_randomized_pre_blur_blurs() -> None:
+    img = _blobs()
+    plain = make_crappifier({"kind": "randomized", "base": {"kind": "downsample", "scale": 1},
+                             "ranges": {"pre_blur_px": [0.0, 0.0]}})
+    blurred = make_crappifier({"kind": "randomized", "base": {"kind": "downsample", "scale": 1},
+                               "ranges": {"pre_blur_px": [2.0, 2.0]}})
+    assert np.allclose(plain(img, 0), img, atol=1e-6)
+    assert np.allclose(blurred(img, 0), ndi_gaussian(img, 2.0), atol=1e-5)
+
+
+def ndi_gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(img.astype(np.float64), sigma, mode="reflect")
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"base": {"kind": "pssr-fluo"}, "ranges": {"noise": [0, 1]}}, "cannot vary 'noise'"),
+        ({"base": {"kind": "camera"}, "ranges": {"bit_depth": [8, 12]}}, "cannot vary 'bit_depth'"),
+        ({"base": {"kind": "pssr-fluo"}, "ranges": {"var_factor": [1.0, 0.5]}}, "low <= high"),
+        ({"base": {"kind": "pssr-fluo"}, "ranges": {"var_factor": [-1.0, 0.5]}}, "var_factor"),
+        ({"base": {"kind": "pssr-fluo"}, "ranges": {"pre_blur_px": [-1.0, 0.5]}}, "pre_blur_px"),
+        ({"base": {"kind": "pssr-fluo"}, "ranges": {"var_factor": "wide"}}, "not \\[low, high\\]"),
+        ({"base": {"kind": "pssr-fluo"}, "ranges": {}}, "non-empty"),
+        ({"base": {"kind": "compose", "steps": []}, "ranges": {"x": [0, 1]}}, "one crappifier"),
+        ({"base": {"kind": "pssr-fluo"}}, "exactly 'base' and 'ranges'"),
+    ],
+)
+def test_randomized_config_errors(cfg: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as err:
+        make_crappifier({"kind": "randomized", **cfg})
+    assert err.value.hint

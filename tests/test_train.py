@@ -382,3 +382,195 @@ def test_real_sources_keep_holdout_out(image_dir: Path) -> None:
     assert not held & {im.shape for im in sources[0].images}
     x, y = sources[0].sample(np.random.default_rng(0), 16)
     assert x.shape == (1, 16, 16) and y.shape == (1, 64, 64)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses, schedule, EMA, augmentation, crappifier randomisation, fine-tuning
+
+
+def test_ssim_loss_matches_scikit_image() -> None:
+    from skimage.metrics import structural_similarity
+
+    from live_pssr.train.losses import ms_ssim, ssim
+
+    rng = np.random.default_rng(0)
+    for shape, noise in [((70, 90), 0.2), ((64, 64), 0.05), ((33, 41), 0.5)]:
+        a = rng.random(shape)
+        b = np.clip(a + rng.normal(0, noise, shape), 0, 1)
+        ref = structural_similarity(
+            a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        got = float(ssim(torch.tensor(b)[None, None], torch.tensor(a)[None, None]))
+        assert abs(got - ref) < 1e-9, (shape, got, ref)
+    x = torch.rand(2, 1, 20, 20, dtype=torch.float64)
+    y = x + 0.1 * torch.randn_like(x)
+    assert torch.allclose(ms_ssim(x, y), ssim(x, y))  # one scale fits: MS-SSIM is SSIM
+    big = torch.rand(2, 1, 128, 128, dtype=torch.float64)
+    assert float(ms_ssim(big, big)) == pytest.approx(1.0)
+    worse = [float(ms_ssim(big + s * torch.randn_like(big), big)) for s in (0.05, 0.2, 0.5)]
+    assert worse[0] > worse[1] > worse[2]
+    with pytest.raises(ValueError, match="at least 11"):
+        ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_lr_schedule_warms_up_then_decays_by_steps_or_time(image_dir: Path) -> None:
+    from live_pssr.train.trainer import lr_at
+
+    cfg = parse_config(tiny_config(image_dir, steps=100, warmup_steps=10, lr=1e-3))
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10], strict=False))  # linear warm-up
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # then monotone decay
+    assert lrs[55] == pytest.approx(1e-3 * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * 0.5))))
+    assert lr_at(100, cfg) == pytest.approx(2e-5)  # ends at 2 % of the peak
+    assert lr_at(20, cfg, time_frac=1.0) == pytest.approx(2e-5)  # a time limit anneals too
+
+
+def test_ema_update_ramps_and_averages() -> None:
+    from live_pssr.train.trainer import ema_update
+
+    net, ema = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        ema.weight.fill_(0.0)
+    ema_update(ema, net, 0.99, step=0)  # early: d = 1/10
+    assert torch.allclose(ema.weight, torch.full_like(ema.weight, 0.9))
+    ema_update(ema, net, 0.5, step=10_000)  # late: d = decay
+    assert torch.allclose(ema.weight, torch.full_like(ema.weight, 0.95))
+
+
+NEW_TRAINING = {
+    "l1+ssim": lambda c: c["train"].update(loss="l1+ssim"),
+    "l1+ms-ssim": lambda c: c["train"].update(loss="l1+ms-ssim"),
+    "intensity": lambda c: c["data"].update(intensity={"gamma": [0.7, 1.4], "scale": [0.8, 1.25],
+                                                       "shift": [-0.05, 0.05]}),
+    "randomized": lambda c: c["data"]["sources"][1].update(crappifier={
+        "kind": "randomized", "base": {"kind": "pssr-fluo", "scale": 4},
+        "ranges": {"var_factor": [0.2, 1.0], "pre_blur_px": [0.0, 1.0]}}),
+    "ema": lambda c: c["train"].update(ema=0.9),
+}
+
+
+@pytest.mark.parametrize("what", list(NEW_TRAINING))
+def test_tiny_training_lowers_the_loss_with_each_new_loss_and_augmentation(
+    image_dir: Path, tmp_path: Path, what: str
+) -> None:
+    raw = tiny_config(image_dir, steps=60)
+    NEW_TRAINING[what](raw)
+    cfg = parse_config(raw)
+    res = train(cfg, tmp_path / "m.safetensors", ckpt_dir=tmp_path / "ck", progress=False)
+    first, last = np.mean(res.losses[:8]), np.mean(res.losses[-8:])
+    assert last < 0.8 * first, (what, first, last)
+    assert [h["step"] for h in res.history] == [10, 20, 30, 40, 50, 60]
+    assert res.history[-1]["loss"] < res.history[0]["loss"]  # validation improves too
+    tr = load_model(tmp_path / "m.safetensors").spec.training
+    assert tr["loss"] == cfg.train.loss and len(tr["history"]) == 6
+
+
+def test_ema_weights_are_validated_and_saved(image_dir: Path, tmp_path: Path) -> None:
+    """With EMA the saved model is the EMA copy (checkpointed beside the raw weights), not the raw net."""
+    from safetensors.torch import load_file
+
+    cfg = parse_config(tiny_config(image_dir, steps=30, val_every=30, ema=0.8))
+    train(cfg, tmp_path / "m.safetensors", ckpt_dir=tmp_path / "ck", progress=False)
+    saved = load_file(str(tmp_path / "m.safetensors"))
+    raw = load_file(str(tmp_path / "ck" / "last.safetensors"))
+    state = torch.load(tmp_path / "ck" / "last.state.pt", weights_only=True)
+    assert set(state["ema"]) == set(saved)
+    assert all(torch.equal(saved[k], state["ema"][k]) for k in saved)
+    assert any(not torch.equal(saved[k], raw[k]) for k in saved)
+
+
+def test_intensity_augmentation_is_seeded_and_within_its_ranges(image_dir: Path) -> None:
+    raw = tiny_config(image_dir)
+    raw["data"]["sources"] = raw["data"]["sources"][1:]
+    cfg = parse_config(raw)
+    sources, weights = build_sources(cfg)
+    plain = PairDataset(sources, weights, 16, 10, seed=3)
+    fixed = PairDataset(sources, weights, 16, 10, seed=3, contrast=((2.0, 2.0), (0.5, 0.5)))
+    for i in range(3):  # the affine is applied to input and target alike
+        (x0, y0), (x1, y1) = plain[i], fixed[i]
+        assert torch.allclose(x1, 2 * x0 + 0.5, atol=1e-6) and torch.allclose(y1, 2 * y0 + 0.5, atol=1e-6)
+    ranged = PairDataset(sources, weights, 16, 10, seed=3, contrast=((0.8, 1.25), (-0.05, 0.05)))
+    assert all(torch.equal(ranged[i][0], ranged[i][0]) for i in range(3))  # same index, same sample
+    # gamma on still images: per image and refresh period, drawn from the range, seeded
+    raw["data"]["intensity"] = {"gamma": [0.5, 2.0]}
+    still = build_sources(parse_config(raw))[0][0]
+    gammas = set()
+    for period in range(12):
+        img = still.image(0, period)
+        assert np.array_equal(img, still.image(0, period))
+        base = still.images[0]
+        m = (base > 0.05) & (base < 0.95)
+        g = np.log(img[m]) / np.log(base[m])
+        assert np.allclose(g, g.mean(), atol=1e-3) and 0.5 <= g.mean() <= 2.0
+        gammas.add(round(float(g.mean()), 3))
+    assert len(gammas) > 6 and min(gammas) < 0.9 and max(gammas) > 1.1
+    # validation sources never augment
+    val = build_sources(parse_config(raw), val=True)[0][0]
+    assert val.image(0, 3) is val.images[0]
+
+
+def test_fine_tuning_starts_from_the_init_model(image_dir: Path, tmp_path: Path) -> None:
+    base = parse_config(tiny_config(image_dir, steps=3))
+    train(base, tmp_path / "base.safetensors", ckpt_dir=tmp_path / "ck0", progress=False)
+    cfg = parse_config(tiny_config(image_dir, steps=2, warmup_steps=0, lr=1e-12,
+                                   init=str(tmp_path / "base.safetensors")))
+    train(cfg, tmp_path / "ft.safetensors", ckpt_dir=tmp_path / "ck1", progress=False)
+    a = load_model(tmp_path / "base.safetensors").net.state_dict()
+    b = load_model(tmp_path / "ft.safetensors").net.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    other = tiny_config(image_dir, steps=3, init=str(tmp_path / "base.safetensors"))
+    other["model"]["arch_kwargs"]["width"] = 8
+    with pytest.raises(ModelFileError, match="train.init"):
+        train(parse_config(other), tmp_path / "x.safetensors", ckpt_dir=tmp_path / "ck2", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        (lambda c: c["train"].update(loss="ssim-only"), "train.loss"),
+        (lambda c: c["train"].update(ema=1.5), "train.ema"),
+        (lambda c: c["train"].update(ssim_weight=2), "train.ssim_weight"),
+        (lambda c: c["data"].update(intensity={"gamma": [2.0, 1.0]}), "gamma must be"),
+        (lambda c: c["data"].update(intensity={"contrast": [1, 2]}), "data.intensity.contrast"),
+        (lambda c: c["data"]["sources"][1].update(crappifier={
+            "kind": "randomized", "base": {"kind": "pssr-fluo", "scale": 2}, "ranges": {}}),
+         "crappifier scale 2"),
+        (lambda c: c["data"]["sources"].append({"kind": "real", "files": ["x.tif"], "average": 0}),
+         "average"),
+    ],
+)
+def test_new_config_fields_are_validated(image_dir: Path, patch: Any, field: str) -> None:
+    cfg = tiny_config(image_dir)
+    patch(cfg)
+    with pytest.raises(ConfigError) as err:
+        parse_config(cfg, "new.yaml")
+    assert field in err.value.message and err.value.hint
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data folder {REAL_DATA} absent")
+def test_all_real_classes_train_and_the_holdout_stays_out(image_dir: Path) -> None:
+    """The v2 config reads mitochondria, nuclei, actin and lysosomes, never a held-out file."""
+    from live_pssr import datasets
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "mito-sr4-fast-v2.yaml")
+    files = {f for s in cfg.data.sources if s.kind == "real" for f in s.files}
+    assert {"BPAE_actin_bian.tif", "BPAE_nuclei_bian.tif"} <= files
+    assert any(f.startswith("lyso_") for f in files)
+    assert not files & set(datasets.MITO_HOLDOUT_FILES) and not any(f.startswith("fmd_") for f in files)
+    raw = tiny_config(image_dir)
+    raw["data"]["sources"] = [{"kind": "real", "files": ["lyso_hela_live_TYX_bohuang_crop1.tif"],
+                               "average": 5, "crappifier": {"kind": "pssr-fluo", "scale": 4}}]
+    lyso = build_sources(parse_config(raw))[0][0]
+    assert len(lyso.images) == 10  # 50 frames, means of 5
+
+
+def test_card_shows_the_new_training_fields_and_curve(image_dir: Path, tmp_path: Path) -> None:
+    from live_pssr.train.card import render_card
+
+    cfg = parse_config(tiny_config(image_dir, steps=20, loss="l1+ms-ssim", ema=0.9))
+    train(cfg, tmp_path / "m.safetensors", ckpt_dir=tmp_path / "ck", progress=False)
+    card = render_card(tmp_path / "m.safetensors")
+    assert "loss `l1+ms-ssim` (SSIM weight 0.84)" in card and "EMA weights (decay 0.9" in card
+    assert "Training curve" in card and "| 20 |" in card

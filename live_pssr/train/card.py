@@ -90,8 +90,24 @@ def render_card(
         + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("val", {}).items() if k != "step")
         + f"; {'bicubic' if spec.upscale > 1 else 'raw input'}: "
         + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("val_baseline_bicubic", {}).items()),
-        "",
     ]
+    tcfg, dcfg = cfg.get("train", {}), cfg.get("data", {})
+    how = [f"loss `{tr.get('loss', tcfg.get('loss', '?'))}`"]
+    if str(tcfg.get("loss", "")).startswith("l1+"):
+        how[-1] += f" (SSIM weight {tcfg.get('ssim_weight')})"
+    if tcfg.get("ema"):
+        how.append(f"EMA weights (decay {tcfg['ema']}; validated and saved from the EMA copy)")
+    if tcfg.get("init"):
+        how.append(f"fine-tuned from `{tcfg['init']}`")
+    if dcfg.get("intensity"):
+        how.append(f"intensity augmentation `{json.dumps(dcfg['intensity'], sort_keys=True)}`")
+    lines += ["- " + "; ".join(how), ""]
+    hist = tr.get("history") or []
+    if hist:  # the curve, at most ~12 rows
+        every = max(1, -(-len(hist) // 12))
+        rows = hist[::every] + ([hist[-1]] if (len(hist) - 1) % every else [])
+        lines += ["Training curve (validation on the fixed crops; train loss smoothed):", ""]
+        lines += _table(rows, ["step", "time_s", "lr", "train_loss", "loss", "psnr", "ssim"]) + [""]
     if scores:
         lines += [
             "## Evaluation",

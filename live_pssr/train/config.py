@@ -149,6 +149,9 @@ class RealSourceConfig(CrappifiedSourceBase):
 
     kind: Literal["real"]
     files: list[str] = Field(min_length=1)
+    #: average this many consecutive planes of a stack into one image (a noisy timelapse such as
+    #: the live lysosome crops gives cleaner targets; 1 = every plane as it is)
+    average: int = Field(1, ge=1, le=1000)
 
     @field_validator("files")
     @classmethod
@@ -189,6 +192,34 @@ SourceConfig = Annotated[
 ]
 
 
+def _range(v: tuple[float, float], name: str, low: float, high: float) -> None:
+    a, b = v
+    if not low <= a <= b <= high:
+        raise ValueError(f"{name} must be [low, high] with {low} <= low <= high <= {high}, got [{a}, {b}]")
+
+
+class IntensityAugConfig(_Strict):
+    """Intensity and contrast augmentation, seeded with the sample (identity by default).
+
+    ``gamma``: the high-quality still image is raised to a power drawn log-uniformly from this
+    range (per image and pool refresh, before it is crappified: new contrast between bright and
+    faint structures; still sources only). ``scale`` / ``shift``: the normalised input and target
+    both become ``a * v + b`` (a drawn uniformly from ``scale``, b from ``shift``; every source),
+    so the network sees inputs beyond the exact percentile range live frames are normalised to.
+    """
+
+    gamma: tuple[float, float] = (1.0, 1.0)
+    scale: tuple[float, float] = (1.0, 1.0)
+    shift: tuple[float, float] = (0.0, 0.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> IntensityAugConfig:
+        _range(self.gamma, "gamma", 0.2, 5.0)
+        _range(self.scale, "scale", 0.1, 10.0)
+        _range(self.shift, "shift", -1.0, 1.0)
+        return self
+
+
 class DataConfig(_Strict):
     """Where training pairs come from and how they are cut."""
 
@@ -204,6 +235,8 @@ class DataConfig(_Strict):
     target_norm: Literal["input", "own"] = "input"
     #: skip crops whose target is nearly empty (fraction of the target's range): avoids training on background
     min_foreground: float = Field(0.0, ge=0, le=1)
+    #: intensity/contrast augmentation (None = none)
+    intensity: IntensityAugConfig | None = None
 
 
 class TrainConfig(_Strict):
@@ -214,7 +247,12 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0, le=1.0)
     warmup_steps: int = Field(100, ge=0)
-    loss: Literal["l1", "mse"] = "l1"
+    #: "l1+ssim" / "l1+ms-ssim": ``(1 - w) L1 + w (1 - (MS-)SSIM)`` (``train.losses``), w = ssim_weight
+    loss: Literal["l1", "mse", "l1+ssim", "l1+ms-ssim"] = "l1"
+    ssim_weight: float = Field(0.84, ge=0, le=1)
+    #: exponential moving average of the weights (decay per step, e.g. 0.999): validated, kept
+    #: as the best model and saved from the EMA copy; None = the raw weights
+    ema: float | None = Field(None, gt=0, lt=1)
     seed: int = Field(0, ge=0)
     #: stop after this many minutes (the best model so far is kept); None = no limit
     max_minutes: float | None = Field(None, gt=0)
@@ -228,6 +266,9 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, le=1024)
     #: automatic mixed precision on CUDA (autocast + GradScaler); ignored on CPU
     amp: bool = True
+    #: start from the weights of this model (a shipped name such as ``mito-sr4-fast`` or a
+    #: ``.safetensors`` path; same architecture and arch_kwargs): fine-tuning
+    init: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -255,8 +296,11 @@ class Config(_Strict):
         for i, src in enumerate(self.data.sources):
             where = f"data.sources[{i}] ({src.kind})"
             if isinstance(src, CrappifiedSourceBase):
-                scale = src.crappifier.get("scale")
-                if src.crappifier.get("kind") != "file" and scale is not None and scale != s:
+                crap = src.crappifier
+                if crap.get("kind") == "randomized" and isinstance(crap.get("base"), dict):
+                    crap = crap["base"]
+                scale = crap.get("scale")
+                if crap.get("kind") != "file" and scale is not None and scale != s:
                     raise ValueError(f"{where}: crappifier scale {scale} differs from model.upscale {s}")
             if isinstance(src, FMDSourceConfig):
                 if s != 1:
@@ -309,6 +353,7 @@ __all__ = [
     "DataConfig",
     "FMDSourceConfig",
     "ImagesSourceConfig",
+    "IntensityAugConfig",
     "MitoSourceConfig",
     "RealSourceConfig",
     "ModelConfig",

@@ -27,6 +27,12 @@ camera data: measured, normalised PSNR on the simulator fell from 34 to 27 dB.)
 ``target_norm: own`` normalises the target by its own percentiles instead (scale-free, CSBDeep
 style).
 
+Augmentation (``data.augment``, ``data.intensity``): flips and 90-degree rotations of the pair;
+a gamma on each still image (per refresh period, before crappification, so noise follows the new
+contrast); an affine ``a * v + b`` on the normalised input and target together. Crappifier
+randomisation is the crappifier's own (``crappify.RandomizedCrappifier``): every degraded copy
+draws its parameters from the copy's seeded generator.
+
 :class:`PairDataset` is map-style: sample ``i`` is drawn from ``np.random.default_rng((seed, i))``,
 so a run is reproducible, a resumed run continues with the very samples it would have seen, and
 ``DistributedSampler`` can split indices across GPUs.
@@ -244,6 +250,7 @@ class StillPairs:
         seed: int = 0,
         refresh: int = 2048,
         intensity: str = "fit",
+        gamma: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         from ..crappify import make_crappifier
 
@@ -258,6 +265,8 @@ class StillPairs:
         self.s, self.f, self.target_frame, self.mf_shift = upscale, in_frames, target_frame, mf_shift
         self.norm, self.target_norm, self.seed, self.refresh = norm, target_norm, seed, refresh
         self.versions = max(4, in_frames + 2)
+        self.gamma = (float(gamma[0]), float(gamma[1]))
+        self._gamma_memo: dict[tuple[int, int], np.ndarray] = {}
         self.images: list[np.ndarray] = []
         for img in images:
             img = to_unit(img)
@@ -278,6 +287,20 @@ class StillPairs:
         ] = {}
         self._period = -1
 
+    def image(self, k: int, period: int) -> np.ndarray:
+        """High-quality image ``k`` as seen in ``period``: with its gamma drawn (seeded) if any."""
+        lo, hi = self.gamma
+        if lo == hi == 1.0:
+            return self.images[k]
+        key = (k, period)
+        if key not in self._gamma_memo:
+            if len(self._gamma_memo) > 4 * len(self.images):
+                self._gamma_memo.clear()
+            u = np.random.default_rng((self.seed, k, period, 77)).uniform(np.log(lo), np.log(hi))
+            g = float(np.exp(u))
+            self._gamma_memo[key] = (self.images[k] ** g).astype(np.float32)
+        return self._gamma_memo[key]
+
     def _copy(
         self, k: int, v: int, period: int
     ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
@@ -288,7 +311,7 @@ class StillPairs:
         key = (k, v, period)
         if key not in self._memo:
             rng = np.random.default_rng((self.seed, k, v, period))
-            hi_img = self.images[k]
+            hi_img = self.image(k, period)
             if v > 0 and self.mf_shift > 0:  # copy 0 is the unshifted (target-aligned) one
                 from scipy.ndimage import shift as nd_shift
 
@@ -296,7 +319,9 @@ class StillPairs:
                 hi_img = nd_shift(hi_img, tuple(d), order=1, mode="reflect")
             lo_img = np.asarray(self.crap(hi_img, rng), dtype=np.float32)
             x, lo, hi = normalize_frame(lo_img, self.norm)
-            fit = fit_intensity(lo_img, self.images[k], self.s) if self.intensity == "fit" else (1.0, 0.0)
+            fit = (1.0, 0.0)
+            if self.intensity == "fit":
+                fit = fit_intensity(lo_img, self.image(k, period), self.s)
             self._memo[key] = (x, (lo, hi), fit)
         return self._memo[key]
 
@@ -318,8 +343,9 @@ class StillPairs:
         x = np.stack([cp[0][i : i + c, j : j + c] for cp in copies])
         newest = copies[-1]  # the live Enhancer maps the output back with the newest frame's range
         fit = copies[target_pos][2]
-        a, b = target_affine(self.target_norm, self.images[k], newest[1], fit, self.norm)
-        y = self.images[k][None, i * s : (i + c) * s, j * s : (j + c) * s] * a + b
+        img = self.image(k, period)
+        a, b = target_affine(self.target_norm, img, newest[1], fit, self.norm)
+        y = img[None, i * s : (i + c) * s, j * s : (j + c) * s] * a + b
         return x, y.astype(np.float32)
 
 
@@ -409,6 +435,9 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                 images = []
                 for fname in src.files:
                     arr = datasets.load_image_stack(datasets.real_data_file(fname)).astype(np.float32)
+                    if arr.ndim == 3 and src.average > 1:  # means of consecutive planes
+                        n = arr.shape[0] // src.average
+                        arr = arr[: n * src.average].reshape(n, src.average, *arr.shape[1:]).mean(1)
                     planes = [arr] if arr.ndim == 2 else list(arr)
                     images += [datasets.dark_subtracted(p) for p in planes]
                 name = "real"
@@ -429,6 +458,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     mf_shift=src.mf_shift,
                     seed=cfg.train.seed + (7 if val else 0),
                     intensity=src.intensity,
+                    gamma=cfg.data.intensity.gamma if (cfg.data.intensity and not val) else (1.0, 1.0),
                 )
             )
         elif isinstance(src, FMDSourceConfig):
@@ -472,8 +502,11 @@ class PairDataset(Dataset):
         augment: bool = True,
         min_foreground: float = 0.0,
         offset: int = 0,
+        contrast: tuple[tuple[float, float], tuple[float, float]] | None = None,
     ) -> None:
         self.sources = list(sources)
+        #: ((scale low, high), (shift low, high)) of the affine on normalised pairs, or None
+        self.contrast = contrast
         w = np.asarray(weights, dtype=np.float64)
         self.p = w / w.sum()
         self.crop, self.length, self.seed = crop, length, seed
@@ -496,6 +529,10 @@ class PairDataset(Dataset):
         x, y = pad_to(x, y, self.crop)
         if self.augment:
             x, y = augment_pair(x, y, rng)
+        if self.contrast is not None:
+            (a0, a1), (b0, b1) = self.contrast
+            a, b = float(rng.uniform(a0, a1)), float(rng.uniform(b0, b1))
+            x, y = (x * a + b).astype(np.float32), (y * a + b).astype(np.float32)
         return x, y
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

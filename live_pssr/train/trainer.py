@@ -1,9 +1,14 @@
-"""The training loop: AdamW, warmup + cosine, validation, checkpoints, resume, early stop, DDP.
+"""The training loop: AdamW, warmup + cosine, EMA, validation, checkpoints, resume, early stop, DDP.
 
 :func:`train` takes a validated :class:`~live_pssr.train.config.Config` and writes one model file
 (``modelio.save_model``) whose ``ModelSpec.training`` holds the config, the data summary, the
 crappifiers, the training time and the validation scores. The model saved is the one with the best
 validation loss (a time limit or early stop never loses the best weights).
+
+Loss: ``train.loss`` (``train.losses.make_loss``: L1, MSE, L1 + SSIM, L1 + MS-SSIM). With
+``train.ema`` an exponential moving average of the weights (decay ramped as
+``min(ema, (1 + step) / (10 + step))`` so early averages do not hold the random start) is what
+is validated, kept as the best model, checkpointed and saved; the raw weights keep training.
 
 Checkpoints (``CKPT_DIR/last.safetensors`` + ``CKPT_DIR/last.state.pt``): the first is an ordinary
 model file (loadable with ``modelio.load_model``, spec included); the second holds only tensors and
@@ -43,6 +48,7 @@ from ..modelio import ModelSpec, read_spec, save_model
 from ..nets import build_net
 from .config import Config, CrappifiedSourceBase
 from .data import PairDataset, build_sources, fixed_batch
+from .losses import make_loss
 
 
 @dataclass
@@ -56,6 +62,8 @@ class TrainResult:
     train_time_s: float
     val: dict[str, float] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
+    #: one row per validation (step, time_s, lr, train_loss, loss, psnr, ssim)
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,8 +179,9 @@ def save_checkpoint(
     best: dict[str, Any],
     elapsed: float,
     scaler: Any = None,
+    ema: nn.Module | None = None,
 ) -> Path:
-    """Write the resumable checkpoint pair (model file + tensors-only state)."""
+    """Write the resumable checkpoint pair (model file + tensors-only state; ``ema``: its weights too)."""
     save_model(ckpt, net, make_spec(cfg, {"config": cfg.model_dump(mode="json"), "step": step}))
     state: dict[str, Any] = {
         "optimizer": opt.state_dict(),
@@ -186,6 +195,8 @@ def save_checkpoint(
     }
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
+    if ema is not None:
+        state["ema"] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
     tmp = _state_path(ckpt).with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, _state_path(ckpt))
@@ -225,6 +236,31 @@ def load_checkpoint(ckpt: Path, net: nn.Module, cfg: Config) -> dict[str, Any]:
             f"checkpoint state {sp} is unreadable ({err})", "start a fresh run or restore the file"
         ) from err
     return state
+
+
+def init_weights(net: nn.Module, cfg: Config, source: str) -> None:
+    """Load the weights of model ``source`` (name or path, read safely) into ``net`` for fine-tuning."""
+    from ..modelio import load_model
+
+    loaded = load_model(source)
+    want = make_spec(cfg)
+    if loaded.spec.arch != want.arch or loaded.spec.arch_kwargs != want.arch_kwargs:
+        raise ModelFileError(
+            f"train.init model {source} is {loaded.spec.arch} {loaded.spec.arch_kwargs}, but the config "
+            f"trains {want.arch} {want.arch_kwargs}",
+            "initialise from a model of the same architecture and arch_kwargs, or drop train.init",
+        )
+    net.load_state_dict(loaded.net.state_dict(), strict=True)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None:
+    """``ema <- d * ema + (1 - d) * net``, ``d = min(decay, (1 + step) / (10 + step))``; buffers copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), net.parameters(), strict=True):
+        e.lerp_(p.detach(), 1 - d)
+    for e, b in zip(ema.buffers(), net.buffers(), strict=True):
+        e.copy_(b)
 
 
 def _describe_sources(cfg: Config, sources: list[Any]) -> list[dict[str, Any]]:
@@ -308,6 +344,8 @@ def train(
     start_step, elapsed0 = 0, 0.0
     best: dict[str, Any] = {"loss": math.inf, "step": 0, "bad": 0, "weights": None}
     state = load_checkpoint(Path(resume), net, cfg) if resume else None
+    if state is None and t.init:
+        init_weights(net, cfg, t.init)
     if dev.type == "cpu":
         channels_last_(net)
 
@@ -333,6 +371,14 @@ def train(
         if state.get("best_val"):
             best["val"] = {k: float(v) for k, v in state["best_val"].items()}
 
+    ema_net: nn.Module | None = None
+    if t.ema is not None:
+        ema_net = copy.deepcopy(net)
+        ema_net.requires_grad_(False)
+        if state is not None and state.get("ema"):
+            ema_net.load_state_dict(state["ema"])
+    judged = ema_net if ema_net is not None else net  # what is validated and saved
+
     model: nn.Module = net
     if dist is not None:
         from torch.nn.parallel import DistributedDataParallel
@@ -349,6 +395,7 @@ def train(
         augment=cfg.data.augment,
         min_foreground=cfg.data.min_foreground,
         offset=start_step * t.batch * world,
+        contrast=(cfg.data.intensity.scale, cfg.data.intensity.shift) if cfg.data.intensity else None,
     )
     sampler = None
     if dist is not None:
@@ -365,25 +412,34 @@ def train(
         pin_memory=dev.type == "cuda",
         persistent_workers=False,
     )
-    loss_fn = F.l1_loss if t.loss == "l1" else F.mse_loss
+    loss_fn = make_loss(t.loss, t.ssim_weight)
     ref = cfg.model.in_frames - 1 if cfg.model.target_frame == "newest" else cfg.model.in_frames // 2
     base = baseline_upscale(vx, cfg.model.upscale, ref)
     val_base = {"psnr": psnr_batch(base, vy), "ssim": ssim_batch(base, vy)}
     val_last: dict[str, float] = {}
     losses: list[float] = []
+    #: one row per validation: step, elapsed s, lr, smoothed training loss, validation scores
+    history: list[dict[str, float]] = []
     stopped = "steps"
     t0 = time.perf_counter()
 
     def validate(step: int) -> None:
         nonlocal val_last
-        pred, vloss = evaluate_batch(net, vx, vy, dev)
+        pred, vloss = evaluate_batch(judged, vx, vy, dev)
         val_last = {"loss": vloss, "psnr": psnr_batch(pred, vy), "ssim": ssim_batch(pred, vy), "step": step}
+        history.append({
+            "step": step,
+            "time_s": round(elapsed0 + time.perf_counter() - t0, 1),
+            "lr": float(opt.param_groups[0]["lr"]),
+            "train_loss": round(float(ema) if ema is not None else float("nan"), 5),
+            **{k: round(float(v), 5) for k, v in val_last.items() if k != "step"},
+        })
         if vloss < best["loss"] - 1e-6:
             best.update(
                 loss=vloss,
                 step=step,
                 bad=0,
-                weights={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                weights={k: v.detach().cpu().clone() for k, v in judged.state_dict().items()},
             )
             best["val"] = dict(val_last)
         else:
@@ -402,10 +458,10 @@ def train(
         transient=False,
     )
     step = start_step
+    ema: float | None = None  # smoothed training loss (display)
     with bar:
         task = bar.add_task("train", total=t.steps, completed=start_step, info="")
         model.train()
-        ema = None
         for x, y in loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if dev.type == "cpu":
@@ -418,7 +474,8 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg, time_frac)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                loss = loss_fn(model(x).float(), y)
+                pred = model(x)
+            loss = loss_fn(pred.float(), y)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -427,6 +484,8 @@ def train(
             else:
                 loss.backward()
                 opt.step()
+            if ema_net is not None:
+                ema_update(ema_net, net, t.ema, step)
             step += 1
             lv = float(loss.detach())
             losses.append(lv)
@@ -448,7 +507,7 @@ def train(
                         stopped, stop_now = "early", True
                 if step % t.checkpoint_every == 0 and step < t.steps:
                     save_checkpoint(
-                        ckpt, net, cfg, opt, step, best, elapsed0 + time.perf_counter() - t0, scaler
+                        ckpt, net, cfg, opt, step, best, elapsed0 + time.perf_counter() - t0, scaler, ema_net
                     )
                 if elapsed0 + time.perf_counter() - t0 > limit_s:
                     stopped, stop_now = "time", True
@@ -466,9 +525,11 @@ def train(
     if main:
         if not val_last or val_last.get("step") != step:
             validate(step)
-        save_checkpoint(ckpt, net, cfg, opt, step, best, elapsed, scaler)
+        save_checkpoint(ckpt, net, cfg, opt, step, best, elapsed, scaler, ema_net)
         if best["weights"] is not None:
             net.load_state_dict(best["weights"])
+        elif ema_net is not None:
+            net.load_state_dict(ema_net.state_dict())
         result_val = dict(best.get("val", val_last))
         training = {
             "config": cfg.model_dump(mode="json"),
@@ -485,6 +546,9 @@ def train(
             "val": {k: round(v, 4) for k, v in result_val.items()},
             "val_baseline_bicubic": {k: round(v, 4) for k, v in val_base.items()},
             "val_note": f"{cfg.data.val_samples} fixed crops, normalised units, data range = target range",
+            "loss": t.loss,
+            "ema": t.ema,
+            "history": history,
         }
         save_model(
             out,
@@ -503,7 +567,17 @@ def train(
         train_time_s=elapsed,
         val={**result_val, **{f"bicubic_{k}": v for k, v in val_base.items()}},
         losses=losses,
+        history=history,
     )
 
 
-__all__ = ["TrainResult", "lr_at", "load_checkpoint", "make_spec", "save_checkpoint", "train"]
+__all__ = [
+    "TrainResult",
+    "ema_update",
+    "init_weights",
+    "load_checkpoint",
+    "lr_at",
+    "make_spec",
+    "save_checkpoint",
+    "train",
+]
