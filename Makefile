@@ -9,7 +9,7 @@ $(BIN)/live-pssr: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -c constraints.txt -e ".[all,bioimageio,test]"  # all: viewer, OpenVINO, Micro-Manager, napari
+	$(BIN)/pip install -q -c constraints.txt -e ".[all,bioimageio,bench,test]"  # all: viewer, OpenVINO, Micro-Manager, napari
 	touch $@
 
 setup: $(BIN)/live-pssr

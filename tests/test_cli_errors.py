@@ -297,13 +297,18 @@ def test_bench_pipeline_creates_a_missing_dir(capsys, monkeypatch, tmp_path, tin
     folder = tmp_path / "scratch" / "disk-under-test"  # neither level exists yet
     code, text = run_cli(capsys, monkeypatch, "bench", "pipeline", "--dir", folder, "--disk-mb", "8",
                          "--frames-512", "2", "--frames-2048", "2", "--live-frames", "2", "--engine", "torch",
+                         "--big", "128", "--live-sizes", "32,48",
                          "--model", tiny_model_path, "--json", tmp_path / "out" / "pipeline.json")
     assert code == 0, text
     assert folder.is_dir() and not any(folder.iterdir())  # the output folder stays, its scratch is removed
     rows = json.loads((tmp_path / "out" / "pipeline.json").read_text())["rows"]
-    assert [r["test"] for r in rows] == ["disk", "raw-write", "raw-write", "raw-sustain", "live", "live", "live"]
-    assert [(r["policy"], r["consistency"]) for r in rows[4:]] == [
-        ("preview", True), ("complete", False), ("complete", True)]
+    assert [r["test"] for r in rows] == ["disk", "raw-write", "raw-write", "raw-peers", "raw-sustain",
+                                         "raw-sustain+enhance"] + ["live"] * 8
+    live = [(r["input"], r["policy"], r.get("consistency")) for r in rows[6:]]
+    assert live == [(f"{n}x{n}", p, c) for n in (32, 48) for p, c in
+                    (("engine only", None), ("complete", False), ("complete", True), ("preview", True))]
+    assert all(r["ratio_to_engine"] > 0 for r in rows[6:] if r["policy"] == "complete")
+    assert rows[3]["tensorstore_fps"] is None or rows[3]["ratio_to_tensorstore"] > 0
 
 
 def test_bench_scratch_dir_is_created_or_refused(tmp_path):

@@ -11,11 +11,14 @@ Rows:
   deepest raw queue, and how long the last frames took to land after the last hand-over.
 - ``overhead``: cost of ``submit`` on the acquisition thread (p50/p99), and pipeline time per frame
   minus the store's own append time per frame (what the threads and queues add).
-- ``live``: the shipped model end to end at 256² input: frames paced at the camera rate (preview,
-  with the consistency check on, as live runs have it by default) and as fast as possible
-  (complete, without and with the check: ``consistency`` column; the ratio of the two is the
-  check's cost to the live path's throughput): enhanced fps, p50/p99 latency from submit to
-  enhanced on disk.
+- ``raw-peers``: the same 2048² frames through live-pssr's raw path, tensorstore and acquire-zarr
+  (:mod:`live_pssr.bench.writers`), interleaved; ours as a ratio to each.
+- ``raw-sustain+enhance``: 2048² at 100 fps while the model enhances them in ``preview`` (it may
+  skip; the raw path may not fall behind).
+- ``live``: the shipped model at 256² and 512² input: the engine alone (median ``enhance_window``),
+  ``complete`` end to end without and with the consistency check (``ratio_to_engine``), and
+  ``preview`` with the check at 80 % of the engine's rate (latency p50/p99 against the engine's
+  time: ``latency_minus_compute_ms``).
 """
 
 from __future__ import annotations
@@ -187,25 +190,120 @@ def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, poli
     return s, dt
 
 
-def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int, policy: str,
-               paced_fps: float | None, consistency: bool = False) -> dict:
+def engine_ms(enhancer: Any, frames: list[np.ndarray], repeats: int = 10) -> float:
+    """Median milliseconds of one ``enhance_window`` (the engine with its normalisation), warmed up."""
+    enhancer.enhance_window([frames[0]])
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        enhancer.enhance_window([frames[i % len(frames)]])
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int) -> list[dict]:
+    """The engine alone, then the pipeline end to end at ``size``² input (one enhancer, one run).
+
+    Rows: ``engine`` (median ``enhance_window`` time: the rate the model allows);
+    ``complete`` without and with the consistency check, frames submitted as fast as ``submit``
+    takes them (``ratio_to_engine`` = enhanced fps / engine fps); ``preview`` at 80 % of the
+    engine's rate (a camera it can sustain) with the check on: latency p50/p99 against the
+    engine's time (``latency_minus_compute_ms``).
+    """
     from ..enhancer import build_enhancer
     from ..sim import MicroscopeConfig, SimulatedMicroscope
 
     enhancer = build_enhancer(model, (size, size), engine)
     mic = SimulatedMicroscope(MicroscopeConfig(height=size, width=size, upscale=enhancer.upscale))
     frames = [mic.frame(t) for t in range(min(n_frames, 50))]
-    enhancer.enhance_window([frames[0]])  # warm-up outside the timing
-    s, dt = run_live_frames(enhancer, frames, n_frames, policy, paced_fps, folder / f"live-{policy}.ome.zarr",
-                            consistency=consistency)
-    done = s.enhanced_live + s.enhanced_after
-    return {
-        "policy": policy, "consistency": consistency, "camera_fps": s.acquisition_fps,
-        "input": f"{size}x{size}",
-        "engine": s.engine, "model": s.model, "frames": n_frames, "enhanced": done,
-        "skipped": s.skipped, "enhanced_fps": done / dt if policy == "complete" else s.enhance_fps,
-        "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms,
-    }
+    compute = engine_ms(enhancer, frames)
+    engine_fps = 1e3 / compute
+    base = {"test": "live", "input": f"{size}x{size}", "engine": enhancer.engine_name,
+            "model": enhancer.model.model_id}
+    rows = [{**base, "policy": "engine only", "enhanced_fps": engine_fps, "compute_ms": compute}]
+    out = folder / f"live-{size}.ome.zarr"
+    for check in (False, True):
+        s, dt = run_live_frames(enhancer, frames, n_frames, "complete", None, out, consistency=check)
+        fps = (s.enhanced_live + s.enhanced_after) / dt
+        rows.append({**base, "policy": "complete", "consistency": check, "frames": n_frames,
+                     "camera_fps": s.acquisition_fps, "enhanced_fps": fps,
+                     "ratio_to_engine": fps / engine_fps,
+                     "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms})
+    cam = 0.8 * engine_fps
+    s, dt = run_live_frames(enhancer, frames, n_frames, "preview", cam, out, consistency=True)
+    rows.append({**base, "policy": "preview", "consistency": True, "frames": n_frames, "target_fps": cam,
+                 "camera_fps": s.acquisition_fps, "enhanced_fps": s.enhance_fps,
+                 "ratio_to_engine": s.enhance_fps / engine_fps, "compute_ms": compute,
+                 "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms,
+                 "latency_minus_compute_ms": (s.latency_p50_ms - compute) if s.latency_p50_ms else None,
+                 "skipped": s.skipped})
+    return rows
+
+
+def bench_peers(folder: Path, shape: tuple[int, int], n_frames: int, codec: str, repeats: int = 3) -> dict:
+    """live-pssr's raw path against tensorstore and acquire-zarr on the same frames, interleaved."""
+    from .writers import acquire_zarr_fps, tensorstore_fps
+
+    frames = camera_like_frames(shape)
+    ours, ts_fps, az_fps, notes = [], [], [], {}
+    out = folder / "peers-ours.ome.zarr"
+    for _ in range(repeats):
+        dt, _ = _timed_pipeline(out, frames, n_frames, codec)
+        shutil.rmtree(out)
+        ours.append(n_frames / dt)
+        for name, fn, acc in (("tensorstore", tensorstore_fps, ts_fps),
+                              ("acquire-zarr", acquire_zarr_fps, az_fps)):
+            fps, note = fn(folder, frames, n_frames, codec)
+            notes[name] = note
+            if fps is not None:
+                acc.append(fps)
+    o = float(np.median(ours))
+    t = float(np.median(ts_fps)) if ts_fps else None
+    a = float(np.median(az_fps)) if az_fps else None
+    return {"shape": f"{shape[0]}x{shape[1]}", "frames": n_frames, "codec": codec, "repeats": repeats,
+            "fps": o, "tensorstore_fps": t, "acquire_zarr_fps": a,
+            "ratio_to_tensorstore": o / t if t else None, "ratio_to_acquire_zarr": o / a if a else None,
+            "peers": notes}
+
+
+def bench_sustain_enhancing(folder: Path, shape: tuple[int, int], n_frames: int, codec: str,
+                            target_fps: float, model: str, engine: str) -> dict:
+    """Raw frames handed over at ``target_fps`` while the model enhances in ``preview`` beside them.
+
+    The enhancer may skip (preview); the raw path may not fall behind: the rate until the last
+    raw frame is in the store (appended; committed at the close), the deepest raw queue and how
+    long the last frames took to land, as ``raw-sustain`` reports them alone.
+    """
+    from ..enhancer import build_enhancer
+    from ..frames import Frame
+    from ..pipeline import LivePipeline, StoreSpec
+    from ..pipeline.checking import consistency_spec
+
+    frames = camera_like_frames(shape)
+    enhancer = build_enhancer(model, shape, engine)
+    out = folder / f"sustain-enh-{shape[0]}.ome.zarr"
+    p = LivePipeline(enhancer, StoreSpec(out, overwrite=True, codec=codec), policy="preview",
+                     consistency=consistency_spec(True)).start()
+    max_queue = 0
+    t0 = time.perf_counter()
+    for i in range(n_frames):
+        time.sleep(max(0.0, t0 + i / target_fps - time.perf_counter()))
+        p.submit(Frame(i, frames[i % len(frames)].copy(), i * 1e3 / target_fps))
+        max_queue = max(max_queue, p.stats().raw_queue)
+    handed = time.perf_counter() - t0
+    deadline = time.perf_counter() + 120.0
+    while p.stats().raw_written < n_frames and not p.failed and time.perf_counter() < deadline:
+        time.sleep(0.002)  # the raw frames landing (the enhancer may still be on its frame)
+    landed = time.perf_counter() - t0
+    p.abandon_backlog()
+    s = p.stop()
+    shutil.rmtree(out, ignore_errors=True)
+    return {"shape": f"{shape[0]}x{shape[1]}", "frames": n_frames, "codec": codec, "target_fps": target_fps,
+            "camera_fps": (n_frames - 1) / handed, "fps": n_frames / landed,
+            "MB_s": n_frames * frames[0].nbytes / MB / landed, "max_raw_queue": max_queue,
+            "drain_ms": (landed - handed) * 1e3, "raw_written": s.raw_written,
+            "enhanced": s.enhanced_live, "skipped": s.skipped, "engine": s.engine,
+            "policy": "preview", "consistency": True}
 
 
 def command(
@@ -214,44 +312,50 @@ def command(
     out_dir: Annotated[Path | None, typer.Option(
         "--dir", help="Folder on the disk to test (created when missing; default: the temp folder).")] = None,
     frames_512: Annotated[int, typer.Option(min=2, help="Frames for the 512² raw test.")] = 1000,
-    frames_2048: Annotated[int, typer.Option(min=2, help="Frames for the 2048² raw test.")] = 300,
+    frames_2048: Annotated[int, typer.Option(min=2, help="Frames for the --big (2048²) raw tests.")] = 300,
     codec: Annotated[str, typer.Option(help="lz4, zstd or none.")] = "lz4",
     model: Annotated[str, typer.Option(help="Model for the live rows.")] = "mito-sr4-fast",
     engine: Annotated[str, typer.Option(help="Engine for the live rows.")] = "auto",
     live_frames: Annotated[int, typer.Option(min=2, help="Frames for the live rows.")] = 100,
     disk_mb: Annotated[int, typer.Option(min=8, help="MB written to measure the disk's own speed.")] = 512,
+    big: Annotated[int, typer.Option(
+        "--big", min=16, help="Side of the sCMOS-size frames (raw-write, peers, sustain rows).")] = 2048,
+    live_sizes: Annotated[str, typer.Option(
+        "--live-sizes", help="Input sizes of the live rows, comma-separated.")] = "256,512",
     quick: Annotated[bool, typer.Option("--quick", help="Few frames (a smoke run).")] = False,
 ) -> None:
     """Raw write throughput vs the disk, pipeline overhead, end-to-end live fps and latency."""
     from ..modelio import resolve_model
     from ..store.chunks import check_codec
-    from .report import check_engine_name, check_json_path, report, scratch_dir
+    from .report import check_engine_name, check_json_path, number_list, report, scratch_dir
 
     check_codec(codec)
     check_engine_name(engine)
     check_json_path(json_path)
     resolve_model(model)  # the live rows come last: a bad name fails now, not after the raw tests
+    sizes = number_list(live_sizes, "--live-sizes", minimum=8, example="256,512")
     if quick:
         frames_512, frames_2048, live_frames = 50, 10, 20
     folder = scratch_dir(out_dir, "live-pssr-bench-")
     try:
         disk, method = disk_write_speed(folder, disk_mb)
         rows: list[dict] = [{"test": "disk", "MB_s": disk, "method": method}]
-        for shape, n in (((512, 512), frames_512), ((2048, 2048), frames_2048)):
+        for shape, n in (((512, 512), frames_512), ((big, big), frames_2048)):
             r = bench_raw(folder, shape, n, codec)
             r["ratio_to_disk"] = r["MB_s"] / disk
             rows.append({"test": "raw-write", **r})
-        r = bench_sustain(folder, (2048, 2048), frames_2048, codec, target_fps=100.0)
+        rows.append({"test": "raw-peers", **bench_peers(folder, (big, big), frames_2048, codec)})
+        r = bench_sustain(folder, (big, big), frames_2048, codec, target_fps=100.0)
         rows.append({"test": "raw-sustain", **r, "ratio_to_disk": r["MB_s"] / disk})
-        rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "preview", 20.0,
-                                                  consistency=True)})
-        for check in (False, True):
-            rows.append({"test": "live", **bench_live(folder, model, engine, 256, live_frames, "complete",
-                                                      None, consistency=check)})
+        r = bench_sustain_enhancing(folder, (big, big), frames_2048, codec, 100.0, model, engine)
+        rows.append({"test": "raw-sustain+enhance", **r, "ratio_to_disk": r["MB_s"] / disk})
+        for size in sizes:
+            rows += bench_live(folder, model, engine, size, live_frames)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report("pipeline", rows, json_path, columns=[
         "test", "shape", "input", "policy", "consistency", "target_fps", "fps", "MB_s", "ratio_to_disk",
-        "max_raw_queue",
-        "submit_p50_ms", "submit_p99_ms", "overhead_ms_per_frame", "store_only_fps", "camera_fps",
-        "enhanced_fps", "latency_p50_ms", "latency_p99_ms", "skipped", "engine"])
+        "tensorstore_fps", "acquire_zarr_fps", "ratio_to_tensorstore", "max_raw_queue", "drain_ms",
+        "submit_p50_ms", "submit_p99_ms", "overhead_ms_per_frame", "camera_fps", "enhanced_fps",
+        "ratio_to_engine", "compute_ms", "latency_p50_ms", "latency_p99_ms", "latency_minus_compute_ms",
+        "skipped"])
