@@ -120,3 +120,98 @@ def test_shipped_model_loads_and_runs(path: Path) -> None:
         out = enh.enhance(frame)
     assert out.shape == (32 * spec.upscale, 32 * spec.upscale)
     assert np.isfinite(out).all()
+
+
+# -- fast-sr with NAFNet-style simple-gate blocks ------------------------------------------------
+
+
+def _conv_macs(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of every convolution for one input of ``shape`` (hooks on a real forward)."""
+    total = 0
+
+    def hook(mod: torch.nn.Conv2d, _inp: object, out: torch.Tensor) -> None:
+        nonlocal total
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+        total += out.numel() * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.rand(*shape))
+    for h in handles:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize(("frames", "scale", "size"), [(1, 4, (32, 32)), (5, 4, (30, 45)), (1, 1, (33, 20))])
+def test_fast_sr_gate_shapes_and_upscale(frames: int, scale: int, size: tuple[int, int]) -> None:
+    net = build_net("fast-sr", in_frames=frames, upscale=scale, width=8, block="gate").eval()
+    y = net(torch.rand(2, frames, *size))
+    assert y.shape == (2, 1, size[0] * scale, size[1] * scale)
+
+
+def test_fast_sr_gate_blocks_start_as_identity_and_learn() -> None:
+    from live_pssr.nets.fast_sr import _GateBlock
+
+    blk = _GateBlock(6)
+    x = torch.rand(2, 6, 10, 10)
+    torch.testing.assert_close(blk(x), x)  # beta = 0 at init
+    with torch.no_grad():
+        blk.beta.fill_(1.0)
+    a, b = blk.c1(x).chunk(2, dim=1)
+    torch.testing.assert_close(blk(x), x + blk.c2(a * b))
+    blk.beta.data.zero_()
+    blk(x).square().sum().backward()
+    assert blk.beta.grad is not None and blk.beta.grad.abs().sum() > 0  # the gate path gets a gradient
+
+
+@pytest.mark.parametrize("width", [8, 24, 32])
+def test_fast_sr_gate_parameter_count(width: int) -> None:
+    """Each gate block has 9c^2 + 2c more parameters than a residual block of c channels."""
+    res = sum(p.numel() for p in build_net("fast-sr", width=width).parameters())
+    gate = sum(p.numel() for p in build_net("fast-sr", width=width, block="gate").parameters())
+    chans = [width, 2 * width, 4 * width, 2 * width, width]  # enc0, enc1, mid, dec1, dec0
+    assert gate - res == sum(9 * c * c + 2 * c for c in chans)
+    if width == 24:
+        assert res == 349_072  # mito-sr4-fast's size (its card says 0.349 M)
+
+
+def test_fast_sr_gate_costs_under_4x_the_live_default() -> None:
+    base = _conv_macs(build_net("fast-sr", width=24).eval(), (1, 1, 64, 64))
+    for width in (24, 32):
+        ratio = _conv_macs(build_net("fast-sr", width=width, block="gate").eval(), (1, 1, 64, 64)) / base
+        assert 1.0 < ratio < 4.0, (width, ratio)
+
+
+def test_fast_sr_gate_bad_block_is_refused() -> None:
+    with pytest.raises(ValueError, match="block must be one of"):
+        build_net("fast-sr", block="transformer")
+
+
+@pytest.mark.parametrize("engine_name", ["onnxruntime", "openvino"])
+def test_fast_sr_gate_exports_through_the_engines_gate(
+    engine_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX export, the CPU runtime and the correctness gate accept the gated network."""
+    import importlib.util
+
+    if importlib.util.find_spec(engine_name) is None:
+        pytest.skip(f"{engine_name} not installed")
+    from live_pssr.engines import make_engine
+    from live_pssr.engines.gate import calibration_batch, check_engine
+    from live_pssr.modelio import ModelSpec, load_model, save_model
+
+    monkeypatch.setenv("LIVE_PSSR_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    kw = {"in_frames": 1, "upscale": 4, "width": 8, "block": "gate"}
+    net = build_net("fast-sr", **kw)
+    with torch.no_grad():  # non-zero gates, so the gate path is in the graph's output
+        for m in net.modules():
+            if hasattr(m, "beta"):
+                m.beta.uniform_(0.5, 1.0)
+    spec = ModelSpec("gate-sr4", "fast-sr", kw, upscale=4, in_frames=1)
+    model = load_model(save_model(tmp_path / "gate-sr4.safetensors", net, spec))
+    engine = make_engine(engine_name, model)
+    batch = calibration_batch(1, (48, 64))
+    engine.prepare(batch.shape)
+    res = check_engine(engine, model, batch)
+    assert res.passed, res.reason

@@ -14,6 +14,14 @@ Data flow::
                 -> up -> [dec1 @H/2] -> up -> [dec0 @H] -> 3x3 (s*s sub-pixel channels)
                 -> + bilinear(x_ref) as a fixed 3x3 conv onto the s*s channels -> PixelShuffle(s)
 
+Blocks (``block``): ``"res"`` (default; conv-ReLU-conv + identity) or ``"gate"``, a NAFNet-style
+block (Chen et al. 2022) without its normalisation or global-pooling channel attention: a 3x3 conv
+to ``2c`` channels, the *simple gate* (split the channels in two halves and multiply them), a 3x3
+conv back to ``c``, scaled per channel by a learnable ``beta`` (zero at init, so every block starts
+as the identity) and added. Multiplicative gating gives a small net more expressive power per
+FLOP than ReLU (1.5x a residual block's FLOPs); it stays local (no global pooling), so tiled
+inference matches whole-frame inference, and it is only conv, slice and multiply for the engines.
+
 The bilinear residual is computed in sub-pixel space (a fixed 3x3 kernel per output phase,
 replicate padding: exactly ``F.interpolate(bilinear, align_corners=False)``) and added before the
 single PixelShuffle: one cheap conv instead of an Interpolate node, which OpenVINO and ONNX
@@ -43,6 +51,23 @@ class _ResBlock(nn.Module):
         return F.relu(x + self.c2(F.relu(self.c1(x))))
 
 
+class _GateBlock(nn.Module):
+    """NAFNet-style block: x + beta * conv3x3(SimpleGate(conv3x3(x, 2c)))."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, 2 * ch, 3, padding=1)
+        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.beta = nn.Parameter(torch.zeros(1, ch, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.c1(x).chunk(2, dim=1)
+        return x + self.beta * self.c2(a * b)
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"res": _ResBlock, "gate": _GateBlock}
+
+
 class FastSRNet(nn.Module):
     """Small U-Net at input resolution with a pixel-shuffle upsampler.
 
@@ -56,24 +81,30 @@ class FastSRNet(nn.Module):
         Channels at the finest level (doubled per level).
     ref_frame : int
         Index of the input frame used for the residual (-1 = newest, ``in_frames // 2`` = centre).
+    block : {"res", "gate"}
+        Residual blocks (ReLU) or NAFNet-style simple-gate blocks (see the module docstring).
     """
 
-    def __init__(self, in_frames: int = 1, upscale: int = 4, width: int = 24, ref_frame: int = -1):
+    def __init__(self, in_frames: int = 1, upscale: int = 4, width: int = 24, ref_frame: int = -1,
+                 block: str = "res"):
         super().__init__()
         if upscale < 1 or in_frames < 1 or width < 4:
             raise ValueError("in_frames>=1, upscale>=1 and width>=4 are required")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+        blk = BLOCKS[block]
         c0, c1, c2 = width, 2 * width, 4 * width
         self.in_frames, self.upscale, self.ref_frame = in_frames, upscale, ref_frame
         self.head = nn.Conv2d(in_frames, c0, 3, padding=1)
-        self.enc0 = _ResBlock(c0)
+        self.enc0 = blk(c0)
         self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
-        self.enc1 = _ResBlock(c1)
+        self.enc1 = blk(c1)
         self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
-        self.mid = _ResBlock(c2)
+        self.mid = blk(c2)
         self.up1 = nn.Conv2d(c2, c1 * 4, 1)
-        self.dec1 = _ResBlock(c1)
+        self.dec1 = blk(c1)
         self.up0 = nn.Conv2d(c1, c0 * 4, 1)
-        self.dec0 = _ResBlock(c0)
+        self.dec0 = blk(c0)
         self.tail = nn.Conv2d(c0, upscale * upscale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(upscale)
         self.register_buffer("_bilinear", bilinear_subpixel_kernel(upscale), persistent=False)
