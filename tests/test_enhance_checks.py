@@ -1,6 +1,6 @@
 """``live-pssr enhance --consistency / --tta`` (issue 10, offline): the maps and the report written beside
-the output, the same numbers as the library check, every scheduler, frames the check cannot judge,
-and settings or paths that cannot work (refused before any work)."""
+the output (a run store's maps inside it), the same numbers as the library check, every scheduler,
+frames the check cannot judge, and settings or paths that cannot work (refused before any work)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from live_pssr.modelio import load_model
 from live_pssr.offline import enhance_array, enhance_file
 from live_pssr.offline.checks import REPORT_FORMAT, describe, summarize
 from live_pssr.sim import MicroscopeConfig, SimulatedMicroscope
+from live_pssr.store import open_store
 from live_pssr.store.claim import output_kind
 
 N = 4
@@ -108,21 +109,47 @@ def test_zarr_and_run_store_outputs_and_dask_threads(tmp_path, tiny_model_path, 
     attrs = dict(a.attrs)["live_pssr"]
     assert attrs["state"] == "complete" and attrs["summary"]["summary"]["checked"] == 3
     assert a.shape == (N, 40, 40) and dict(a.attrs)["pixel_size_um"] == pytest.approx(0.2)
-    # a run store's maps are an OME-Zarr image beside it, with the raw pixel size
-    group = zarr.open_group(str(tmp_path / "run.consistency.zarr"), mode="r")
-    ms = dict(group.attrs)["ome"]["multiscales"][0]
-    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [pytest.approx(0.2)] * 2
-    b = group["0"]
-    np.testing.assert_array_equal(np.isnan(a[:]), np.isnan(b[:]))
-    np.testing.assert_allclose(a[:][[0, 1, 3]], b[:][[0, 1, 3]], atol=1e-4)  # threads = in-process
+    # a run store keeps its maps inside (image 2), not beside it; the report stays beside
+    assert two.checks["consistency_maps"] == tmp_path / "run.ome.zarr" / "2"
+    assert not (tmp_path / "run.consistency.zarr").exists() and two.checks["report"].is_file()
+    store = open_store(two.output)
+    b = np.asarray(store.consistency[:, 0], np.float32)
+    np.testing.assert_array_equal(np.isnan(a[:]), np.isnan(b))
+    np.testing.assert_allclose(a[:][[0, 1, 3]], b[[0, 1, 3]], rtol=2e-3, atol=2e-3)  # float16, threads
     ra, rb = _report(one.checks["report"]), _report(two.checks["report"])
     assert [r["flagged"] for r in ra["frames"] if r["available"]] == \
         [r["flagged"] for r in rb["frames"] if r["available"]]
-    assert ra["live_pssr"]["checks"]["tta"] is False and "tta_maps" not in ra["live_pssr"]["checks"]
-    assert not (tmp_path / "one.tta.zarr").exists()
-    from live_pssr.store import open_store
+    assert store.consistency_summary()["checked"] == 3
 
-    assert open_store(two.output).run["offline"]["checks"]["report"] == "run.consistency.json"
+
+def test_run_store_keeps_the_maps_the_tif_path_writes(tmp_path, tiny_model_path, frames):
+    """``-o OUT.ome.zarr --consistency``: the store's image 2 is the tif path's map (in the store's
+    float16), NaN for the frame the check cannot judge, with the records' columns filled like a live run's."""
+    inp = _tif(tmp_path / "in.tif", frames)
+    tif = _run(inp, tmp_path / "o.tif", tiny_model_path, consistency=True)
+    run = _run(inp, tmp_path / "run.ome.zarr", tiny_model_path, consistency=True)
+    ref = tifffile.imread(tif.checks["consistency_maps"])
+    report = _report(run.checks["report"])
+    assert report["live_pssr"]["checks"]["consistency_maps"] == "run.ome.zarr/2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.tif", "o.consistency.json", "o.consistency.tif", "o.tif", "run.consistency.json", "run.ome.zarr"]
+    store = open_store(run.output)
+    assert store.run["state"] == "closed" and store.run["consistency"]["every"] == 1
+    assert store.run["consistency"]["psf_sigma_px"] == 0.0 and store.run["consistency"]["threshold"] > 0
+    rec = store.records
+    for t in range(N):
+        r = report["frames"][t]
+        if t == 2:  # unavailable: not checked, NaN in the store
+            assert store.consistency_frame(t) is None and np.isnan(store.consistency[t, 0]).all()
+            assert np.isnan(rec["consistency"][t]) and not r["available"]
+            continue
+        m = store.consistency_frame(t)
+        np.testing.assert_array_equal(m, ref[t].astype(np.float16).astype(np.float32))
+        assert rec["consistency"][t] == pytest.approx(r["score"], abs=1e-5)
+        assert rec["flagged"][t] == int(r["flagged"])
+        assert rec["consistency_max"][t] == pytest.approx(np.abs(ref[t]).max(), rel=1e-6)
+    assert store.consistency_summary()["checked"] == 3
+    np.testing.assert_array_equal(np.asarray(store.enhanced[:, 0]), tifffile.imread(tif.output))
 
 
 def test_dask_processes_bring_the_records_back(tmp_path, tiny_model_path, frames):

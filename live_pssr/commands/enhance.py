@@ -1,7 +1,9 @@
 """``live-pssr enhance``: enhance a recorded tif / zarr / OME-Zarr file offline (optionally on dask).
 
 ``--consistency`` / ``--tta`` check every frame and write the maps and a JSON report beside the
-output (:mod:`live_pssr.offline.checks`).
+output (a run store keeps its consistency maps inside; :mod:`live_pssr.offline.checks`).
+``--scheduler tcp://HOST:PORT`` runs on a dask.distributed cluster (``docs/dask.md``); the
+progress bar follows its blocks as they complete, as it does in-process.
 
 Errors (bad input, a damaged file, an output path that may not be replaced, a full disk) are
 :class:`~live_pssr.errors.LivePSSRError` errors: the CLI prints the problem and the fix and exits 2; a
@@ -10,10 +12,21 @@ failed run leaves no output that looks complete (see :mod:`live_pssr.offline.out
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ._common import EngineOpt
+
+
+class OutDtype(enum.StrEnum):
+    """``--out-dtype``: the dtypes of an enhanced output (:func:`~live_pssr.offline.enhance_file`)."""
+
+    FLOAT32 = "float32"
+    UINT16 = "uint16"
+    UINT8 = "uint8"
 
 
 def command(
@@ -25,29 +38,31 @@ def command(
         "or .ome.zarr (a run store with raw + enhanced).")],
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or .safetensors path.")
                      ] = "mito-sr4-fast",
-    engine: Annotated[str, typer.Option(
-        "--engine", help="auto (fastest correct), torch, compile, onnxruntime, openvino, tensorrt.")
-    ] = "auto",
+    engine: EngineOpt = "auto",
     device: Annotated[str | None, typer.Option(
-        "--device", help="cpu or cuda (default: the engine's).")] = None,
+        "--device", metavar="<cpu|cuda>", help="Device of the engine (default: the engine's).")] = None,
     tile: Annotated[int, typer.Option(
         "--tile", min=0, help="Frames larger than this (pixels) are enhanced in tiles; 0: never tile.")
     ] = 1024,
     overlap: Annotated[int | None, typer.Option(
         "--overlap", min=0, help="Tile overlap in input pixels (default: exact, 2x the receptive field).")
     ] = None,
-    out_dtype: Annotated[str | None, typer.Option(
-        "--out-dtype", help="float32 (values in input units) or uint16 (rescaled when needed); "
-        "default: the input's dtype.")] = None,
+    out_dtype: Annotated[OutDtype | None, typer.Option(
+        "--out-dtype", case_sensitive=False, help="float32 (values in input units), uint16 or uint8 "
+        "(rescaled when needed); default: the input's dtype.")] = None,
     channel: Annotated[int | None, typer.Option(
         "--channel", "-c", min=0, help="Channel to enhance in multi-channel data (0-based).")] = None,
     workers: Annotated[int, typer.Option(
-        "--workers", "-w", min=1, help="Parallel workers; 1 runs in-process without dask.")] = 1,
+        "--workers", "-w", min=1, help="Parallel workers on this machine; 1 runs in-process without dask.")
+    ] = 1,
     scheduler: Annotated[str, typer.Option(
-        "--scheduler", help="With --workers > 1: threads, processes, or a dask.distributed address "
-        "(tcp://host:8786).")] = "threads",
+        "--scheduler", metavar="<threads|processes|tcp://HOST:PORT>",
+        help="With --workers > 1: dask threads or processes. A dask.distributed scheduler's address runs on "
+        "that cluster's workers (every worker must see the input, output and model paths; docs/dask.md).")
+    ] = "threads",
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="Torch threads per worker (default: cores / workers).")] = None,
+        "--threads", min=1, help="Torch threads per worker (default: cores / workers; on a cluster 1). "
+        "The same value gives identical output on every scheduler.")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing live-pssr output (recognised by its metadata); never "
         "another file or folder, never the input.")] = False,
@@ -92,6 +107,8 @@ def command(
                       f"({n} x {oh} x {ow} {info['dtype']})")
         console.print(f"model {info['model']} (x{info['upscale']}, {info['in_frames']} frame(s)), "
                       f"engine {info['engine']}, {tiling}, {info['workers']} worker(s) ({info['scheduler']})")
+        if info.get("dashboard"):
+            console.print(f"dask dashboard: {info['dashboard']}")
         bar.update(task, total=n)
         bar.start()
 
@@ -101,8 +118,9 @@ def command(
     try:
         result = enhance_file(
             input_path, output, model=model, engine=engine, device=device, tile=tile or None,
-            overlap=overlap, out_dtype=out_dtype, channel=channel, workers=workers, scheduler=scheduler,
-            overwrite=overwrite, threads=threads, progress=progress, on_start=started,
+            overlap=overlap, out_dtype=None if out_dtype is None else str(out_dtype), channel=channel,
+            workers=workers, scheduler=scheduler, overwrite=overwrite, threads=threads, progress=progress,
+            on_start=started,
             consistency=consistency, tta=tta, camera=camera, psf_sigma_px=psf_sigma,
         )
     finally:

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ._common import EngineOpt
+
 LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_norm": "PSNR normalised (dB)",
           "ssim_norm": "SSIM normalised", "frc_px": "FRC resolution (px, lower = finer)",
           "frc_um": "FRC resolution (um, lower = finer)"}
@@ -51,11 +53,12 @@ def parse_crappifier(value: str | None, upscale: int) -> dict[str, Any] | None:
 def command(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or .safetensors path.")],
     data: Annotated[str, typer.Option(
-        "--data", "-d", help="mito-holdout | fmd-holdout | sim-timelapse | PATH.")],
+        "--data", "-d", metavar="<mito-holdout|fmd-holdout|sim-timelapse|PATH>",
+        help="A shipped held-out set, the simulator's timelapse, or a folder/stack of high-quality images.")],
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON.")] = None,
     crappifier: Annotated[str | None, typer.Option(
         help="For PATH data: a crappifier config file, '{kind: ..., ...}', or a kind name.")] = None,
-    engine: Annotated[str, typer.Option(help="Inference engine (torch, onnxruntime, ...).")] = "torch",
+    engine: EngineOpt = "torch",
     seed: Annotated[int, typer.Option(min=0, help="Seed of crappification / simulation.")] = 0,
     frames: Annotated[int, typer.Option(help="sim-timelapse: number of frames.")] = 16,
     size: Annotated[int, typer.Option(min=16, help="sim-timelapse: camera frame size (px).")] = 128,
@@ -88,6 +91,12 @@ def command(
     from ..store.claim import check_output_file
 
     console = Console()
+    if engine.partition(":")[0] == "auto":
+        from ..errors import ConfigError
+
+        raise ConfigError("evaluate scores one engine's output against the truth; --engine auto (chosen "
+                          "per frame size) is not available here",
+                          "pass a backend: --engine torch (the default, the reference) or e.g. openvino:bf16")
     if json_path is not None:
         check_output_file(json_path, "--json", "result.json")
     loaded = load_model(model)

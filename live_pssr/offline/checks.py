@@ -14,7 +14,9 @@ Two signals, each frame judged on its own (:mod:`live_pssr.consistency` has the 
   enhancements per frame.
 
 What is written beside the output ``OUT.EXT`` (``EXT``: ``.tif``, ``.ome.tif`` or ``.zarr``; a run
-store ``OUT.ome.zarr`` gets OME-Zarr images ``OUT.consistency.zarr`` / ``OUT.tta.zarr``):
+store ``OUT.ome.zarr`` keeps its consistency maps inside, as its image ``2`` (float16, with the
+records' ``consistency``, ``consistency_max`` and ``flagged`` columns, like a live run's), and gets
+an OME-Zarr image ``OUT.tta.zarr`` beside it):
 
 * ``OUT.consistency.EXT``: per frame, the **signed consistency map** at the raw frame's size and
   pixel size (float32, noise units: ``> 0`` where the enhanced frame puts light the raw frame
@@ -107,11 +109,16 @@ def tta_transforms(frame_shape: tuple[int, int]) -> int:
 
 @dataclass
 class FrameCheck:
-    """One frame's outcome: its record and maps (None where that check was not asked for)."""
+    """One frame's outcome: its record and maps (None where that check was not asked for).
+
+    ``result``: the frame's :class:`~live_pssr.consistency.ConsistencyResult` (None when not
+    checked or unavailable), for a run store's records; never sent back from a worker.
+    """
 
     record: dict[str, Any]
     signed_map: np.ndarray | None = None
     spread: np.ndarray | None = None
+    result: Any = None
 
 
 def check_frame(checks: FrameChecks, t: int, raw: np.ndarray, enhanced: np.ndarray, upscale: int,
@@ -136,6 +143,7 @@ def check_frame(checks: FrameChecks, t: int, raw: np.ndarray, enhanced: np.ndarr
             summary = r.summary()
             record.update(available=True, **{k: summary[k] for k in RECORD_KEYS})
             out.signed_map = r.signed_map.astype(np.float32, copy=False)
+            out.result = r
     if checks.tta:
         assert enhance_window is not None and window is not None
         shape = (raw.shape[0] * upscale, raw.shape[1] * upscale)

@@ -8,8 +8,9 @@ dtype mapping, builds the engine once (``auto`` is resolved here, so every worke
 engine), creates the output with its final shape and runs the blocks
 (:mod:`~live_pssr.offline.schedule`). :func:`enhance_array` does the same on a numpy stack in
 memory (for evaluation and notebooks). With ``consistency`` / ``tta`` every frame is also checked
-(:mod:`~live_pssr.offline.checks`): the maps and a JSON report go beside the output, completed
-after it (the report last), removed or left marked partial with it when the run fails.
+(:mod:`~live_pssr.offline.checks`): the maps and a JSON report go beside the output (a run
+store keeps its consistency maps inside, as image ``2``, like a live run), completed after it
+(the report last), removed or left marked partial with it when the run fails.
 
 Output dtype (``out_dtype``, default: the input's if it is uint8, uint16 or float32, else
 float32): float32 keeps the enhanced values in the input's units. An integer output keeps them
@@ -34,7 +35,17 @@ from ..modelio import DEFAULT_MODEL, LoadedModel, load_model
 from ..stacks import InputStack, check_frame_values, open_input, path_kind
 from .checks import REPORT_FORMAT, REPORT_VERSION, FrameChecks, summarize
 from .outputs import OutputSpec, ReportTarget, check_output_path, create_output, sidecar_path
-from .schedule import check_scheduler, plan_blocks, run_dask, run_in_process
+from .schedule import (
+    CONNECT_TIMEOUT_S,
+    check_scheduler,
+    check_shared_target,
+    connect,
+    dashboard,
+    is_cluster,
+    plan_blocks,
+    run_dask,
+    run_in_process,
+)
 from .work import BlockDone, EnhanceJob, IntensityMap, build_enhancer, make_job_engine
 
 DEFAULT_TILE = 1024
@@ -186,6 +197,7 @@ def enhance_file(
     tta: bool = False,
     camera: str | Path | None = None,
     psf_sigma_px: float | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> EnhanceResult:
     """Enhance a recorded tif / zarr / OME-Zarr into ``output_path``.
 
@@ -207,10 +219,12 @@ def enhance_file(
     channel
         The channel to enhance in multi-channel data.
     workers, scheduler
-        ``workers=1``: in this thread; more: dask with ``threads``/``processes``, or a
-        dask.distributed address.
+        ``workers=1``: in this thread; more: dask with ``threads``/``processes``. A
+        dask.distributed address (``tcp://host:8786``) runs on that cluster's workers, whatever
+        ``workers`` says (:mod:`live_pssr.offline.schedule`, ``docs/dask.md``).
     threads
-        Torch threads per worker (default: cores / workers).
+        Torch threads per worker (default: cores / workers; on a cluster 1 per worker process).
+        The same ``threads`` gives bit-identical output on every scheduler.
     block
         Frames per task (default: 4, or the zarr input's frame chunk up to 32).
     progress
@@ -224,20 +238,44 @@ def enhance_file(
         For ``consistency``: a calibration YAML from ``live-pssr calibrate`` (default: the noise
         is estimated from each frame) and the forward blur in enhanced pixels (default: from the
         model's training provenance).
+    connect_timeout_s
+        With a cluster: how long to wait for its scheduler to answer (ConfigError after that).
     """
     import os
 
     t0 = time.perf_counter()
     output_path = Path(output_path)
     out_kind = path_kind(output_path)
+    cluster = is_cluster(scheduler)
     src = open_input(input_path, channel)
     check_output_path(output_path, overwrite, (src.path,))  # before any work; claimed at creation
     checks = FrameChecks(consistency, tta, psf_sigma_px, camera=None if camera is None else str(camera))
     sidecars = _Sidecars.plan(output_path, out_kind, checks, overwrite, src.path)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}", "use --workers 1 to run in-process")
-    if workers > 1:
+    if workers > 1 or cluster:
         check_scheduler(scheduler)
+        check_shared_target(out_kind, workers, scheduler)
+    client = connect(scheduler, connect_timeout_s) if cluster else None  # fails fast, before any output
+    try:
+        if client is not None:
+            workers = len(client.nthreads())
+        threads = threads or (1 if cluster else max(1, (os.cpu_count() or 1) // workers))
+        return _enhance(src, output_path, out_kind, model, engine, device, tile, overlap, out_dtype, channel,
+                        workers, scheduler if workers > 1 or cluster else "in-process", client, overwrite,
+                        threads, block, progress, on_start, checks, sidecars, t0)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _enhance(src: InputStack, output_path: Path, out_kind: str, model: str | Path | LoadedModel, engine: str,
+             device: str | None, tile: int | None, overlap: int | None, out_dtype: str | None,
+             channel: int | None, workers: int, scheduler: str, client: Any, overwrite: bool, threads: int,
+             block: int | None, progress: ProgressFn | None,
+             on_start: Callable[[dict[str, Any]], None] | None, checks: FrameChecks, sidecars: _Sidecars,
+             t0: float) -> EnhanceResult:
+    """:func:`enhance_file` once its arguments are checked (and a cluster's client connected)."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     spec = loaded.spec
     samples = sample_frames(src)
@@ -245,7 +283,6 @@ def enhance_file(
     if out_kind == "ome-zarr":
         check_run_store_dtype(src, intensity.dtype, out_dtype)
     tile_, overlap_, align = tiling_for(loaded, src.frame_shape, tile, overlap)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     checks = checks.resolve(loaded)
     job = EnhanceJob(source=src, target=None, model_path=loaded.path, engine=engine, device=device,
                      intensity=intensity, tile=tile_, overlap=overlap_, align=align, threads=threads,
@@ -269,11 +306,13 @@ def enhance_file(
         upscale=s, pixel_size_um=src.pixel_size_um / s if src.pixel_size_um else None,
         frame_interval_s=src.frame_interval_s, ome=src.kind == "ome-zarr", frame_axis=src.frame_axis,
         metadata=meta, raw_dtype=src.dtype,
+        consistency=sidecars.store_settings(checks, spec.target_frame),
     )
     if on_start is not None:
         on_start({**meta, "input_shape": src.shape, "output": str(output_path),
                   "output_shape": out_spec.shape, "dtype": np.dtype(intensity.dtype).name, "workers": workers,
-                  "scheduler": scheduler if workers > 1 else "in-process"})
+                  "scheduler": scheduler,
+                  "dashboard": dashboard(client) if client is not None else None})
     job.target = create_output(out_spec, overwrite=overwrite, inputs=(src.path,))
     try:
         sidecars.create(job, out_spec, src, meta)
@@ -294,12 +333,15 @@ def enhance_file(
 
     try:
         try:
-            if workers == 1:
+            if scheduler == "in-process":
                 run_in_process(job, blocks, advance, enhancer)
             else:
-                run_dask(job, blocks, advance, workers, scheduler)
+                run_dask(job, blocks, advance, workers, scheduler, client)
         finally:
             src.close()
+        if done != n:  # every block reported back, or the run raised: never a silently short output
+            raise LivePSSRError(f"only {done} of {n} frames were enhanced; the output is not complete",
+                                "run the command again (with --overwrite)")
         seconds = time.perf_counter() - t0
         job.target.finish({"frames": n, "seconds": seconds, "engine": enhancer.engine_name})
     except BaseException:
@@ -312,14 +354,17 @@ def enhance_file(
         shape=(h * s, w * s) if src.axes == "YX" else (n, h * s, w * s),
         dtype=np.dtype(intensity.dtype).name, pixel_size_um=out_spec.pixel_size_um,
         model=loaded.model_id, engine=enhancer.engine_name, tile=tile_, overlap=overlap_ if tile_ else None,
-        workers=workers, scheduler=scheduler if workers > 1 else "in-process", seconds=seconds,
-        checks=check_info,
+        workers=workers, scheduler=scheduler, seconds=seconds, checks=check_info,
     )
 
 
 @dataclass
 class _Sidecars:
-    """The files the checks write beside the output (maps and the JSON report; see :mod:`.checks`)."""
+    """The files the checks write beside the output (maps and the JSON report; see :mod:`.checks`).
+
+    A run store output keeps its consistency maps inside, as its image ``2`` (``in_store``), like a
+    live run's; its TTA maps and the report still go beside it.
+    """
 
     overwrite: bool
     inputs: tuple[Path, ...]
@@ -327,6 +372,7 @@ class _Sidecars:
     tta: tuple[Path, str] | None = None
     report_path: Path | None = None
     report: ReportTarget | None = None
+    in_store: Path | None = None
 
     @classmethod
     def plan(cls, output: Path, out_kind: str, checks: FrameChecks, overwrite: bool,
@@ -336,7 +382,12 @@ class _Sidecars:
         if not checks.any:
             return plan
         if checks.consistency:
-            plan.maps = sidecar_path(output, "consistency", out_kind)
+            if out_kind == "ome-zarr":
+                from ..store.layout import CONSISTENCY
+
+                plan.in_store = output / CONSISTENCY
+            else:
+                plan.maps = sidecar_path(output, "consistency", out_kind)
         if checks.tta:
             plan.tta = sidecar_path(output, "tta", out_kind)
         plan.report_path = sidecar_path(output, "consistency", "json")[0]
@@ -352,9 +403,17 @@ class _Sidecars:
         out = {"report": self.report_path.name} if self.report_path is not None else {}
         if self.maps is not None:
             out["consistency_maps"] = self.maps[0].name
+        if self.in_store is not None:
+            out["consistency_maps"] = f"{self.in_store.parent.name}/{self.in_store.name}"
         if self.tta is not None:
             out["tta_maps"] = self.tta[0].name
         return out
+
+    def store_settings(self, checks: FrameChecks, target_frame: str) -> dict[str, Any] | None:
+        """The run store's ``consistency`` settings (as a live run's), or None: no map in the store."""
+        if self.in_store is None:
+            return None
+        return {**checks.settings(), "every": 1, "map": STORE_MAP_MEANING, "target_frame": target_frame}
 
     def create(self, job: EnhanceJob, out_spec: OutputSpec, src: InputStack, meta: dict[str, Any]) -> None:
         """Create the map outputs (final shape, like the output) and claim the report's path."""
@@ -363,6 +422,8 @@ class _Sidecars:
         common = {"axes": src.axes, "dtype": np.dtype(np.float32), "frame_interval_s": src.frame_interval_s,
                   "ome": ome, "frame_axis": src.frame_axis}
         try:
+            if self.in_store is not None:
+                job.map_target = job.target.consistency_maps()
             if self.maps is not None:
                 job.map_target = create_output(OutputSpec(
                     path=self.maps[0], kind=self.maps[1], shape=(n, h, w), upscale=1,
@@ -398,7 +459,8 @@ class _Sidecars:
             if isinstance(err, LivePSSRError):
                 raise type(err)(f"{err.message} (the enhanced output itself is complete)", err.hint) from err
             raise
-        return {"report": self.report_path, "consistency_maps": self.maps[0] if self.maps else None,
+        return {"report": self.report_path,
+                "consistency_maps": self.maps[0] if self.maps else self.in_store,
                 "tta_maps": self.tta[0] if self.tta else None, "summary": summary}
 
     def abort(self, job: EnhanceJob) -> None:
@@ -407,6 +469,7 @@ class _Sidecars:
                 target.abort()
 
 
+STORE_MAP_MEANING = "signed, noise sigmas: > 0 structure added by the network, < 0 structure removed"
 #: what the values of the written maps mean (recorded in their metadata)
 MAP_MEANING = ("signed consistency map at the raw frame's size, noise units: > 0 where the enhanced frame "
                "puts light the raw frame does not show (structure added), < 0 where the raw frame holds "

@@ -25,8 +25,10 @@ ends with :meth:`finish` (the output is complete) or :meth:`abort` (it failed):
 
 With per-frame checks (``enhance --consistency / --tta``, :mod:`.checks`) the maps are outputs of
 the same kinds beside the output (:func:`sidecar_path`: ``OUT.consistency.tif``, ``OUT.tta.zarr``
-...), and :class:`ReportTarget` writes the JSON report ``OUT.consistency.json`` the same way as a
-tif: under a claimed temporary name, renamed into place when complete.
+...), except a run store's consistency maps: they go into the store as its image ``2``, with
+their record columns, like a live run's (:class:`StoreMapTarget`); and :class:`ReportTarget`
+writes the JSON report ``OUT.consistency.json`` the same way as a tif: under a claimed temporary
+name, renamed into place when complete.
 
 Paths are claimed through :mod:`live_pssr.store.claim` only: an existing output is replaced (with
 ``overwrite``) only when it is a live-pssr output, recognised by its own metadata, and never when
@@ -92,6 +94,8 @@ class OutputSpec:
         Provenance recorded with the data.
     raw_dtype : np.dtype or None
         The input's dtype (run stores keep the raw frames).
+    consistency : dict or None
+        Run stores: the consistency check's settings; the store gets the maps as its image ``2``.
     """
 
     path: Path
@@ -106,6 +110,7 @@ class OutputSpec:
     frame_axis: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     raw_dtype: np.dtype | None = None
+    consistency: dict[str, Any] | None = None
 
     @property
     def single_image(self) -> bool:
@@ -439,8 +444,14 @@ class RunStoreTarget:
         store = RunStore.create(spec.path, (h // s, w // s), spec.dtype, s,
                                 pixel_size_um=(spec.pixel_size_um or 1.0 / s) * s, frame_interval_s=dt,
                                 run_metadata={"offline": spec.metadata, **_run_fields(spec.metadata)},
-                                overwrite=overwrite, inputs=tuple(inputs))
+                                overwrite=overwrite, inputs=tuple(inputs), consistency=spec.consistency)
         return cls(store, dt)
+
+    def consistency_maps(self) -> StoreMapTarget:
+        """The target of the consistency maps, kept in this store (created with ``consistency``)."""
+        if self.store.consistency is None:
+            raise ValueError("this run store was created without a consistency map")
+        return StoreMapTarget(self)
 
     def _failed(self, err: StoreWriteError) -> StoreWriteError:
         """``err`` (same type: a DiskFullError stays one) with what is left and enhance's fix."""
@@ -496,6 +507,51 @@ class RunStoreTarget:
     def __getstate__(self) -> dict[str, Any]:
         raise ConfigError("a run store output (.ome.zarr) cannot be written from other processes",
                           "use --scheduler threads, or write a .zarr/.tif output")
+
+
+class StoreMapTarget:
+    """The consistency maps of a run store output: its image ``2`` and record columns, as a live run's.
+
+    Takes the frames' :class:`~live_pssr.offline.checks.FrameCheck` (:meth:`write_checks`): a
+    checked frame's map (float16 in the store) with its ``consistency``, ``consistency_max`` and
+    ``flagged`` columns (:meth:`RunStore.write_consistency`); a frame the check could not judge is
+    not written, so it reads NaN. The first checked frame's flag level goes into the run's
+    ``consistency`` metadata. Completed and aborted with the store (:class:`RunStoreTarget`).
+    """
+
+    shared = True
+
+    def __init__(self, owner: RunStoreTarget) -> None:
+        self.owner, self._described = owner, False
+
+    def write_checks(self, start: int, checks: list[Any]) -> None:
+        store = self.owner.store
+        for i, check in enumerate(checks):
+            result = check.result
+            if result is None:
+                continue
+            try:
+                store.write_consistency(start + i, result)
+                with self.owner._lock:
+                    if not self._described:
+                        self._described = True
+                        store.update_run_metadata(consistency={
+                            **store.run.get("consistency", {}), "threshold": round(result.threshold, 4),
+                            "smooth_sigma_px": result.smooth_sigma_px})
+            except StoreWriteError as err:
+                raise self.owner._failed(err) from err
+
+    def clone(self) -> StoreMapTarget:
+        return self
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        """Nothing per handle (the store is shared)."""
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None:
+        """Nothing to do: the maps were committed with the store (:meth:`RunStoreTarget.finish`)."""
+
+    def abort(self) -> None:
+        """Nothing to do: :meth:`RunStoreTarget.abort` leaves the whole store unfinished."""
 
 
 # ----------------------------------------------------------------------------- files beside the output
@@ -564,5 +620,5 @@ def _run_fields(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta[k] for k in ("model", "engine") if k in meta}
 
 
-__all__ = ["COMPLETE", "PARTIAL", "OutputSpec", "ReportTarget", "RunStoreTarget", "TifTarget", "ZarrTarget",
-           "check_output_path", "create_output", "sidecar_path"]
+__all__ = ["COMPLETE", "PARTIAL", "OutputSpec", "ReportTarget", "RunStoreTarget", "StoreMapTarget",
+           "TifTarget", "ZarrTarget", "check_output_path", "create_output", "sidecar_path"]

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..stacks import InputStack, check_frame_values
 from .checks import FrameCheck, FrameChecks, check_frame
+from .outputs import StoreMapTarget
 
 
 @dataclass(frozen=True)
@@ -194,9 +195,20 @@ def adopt_resources(job: EnhanceJob, enhancer: Any) -> None:
 
 def release_resources(job: EnhanceJob) -> None:
     """Drop every thread's cached resources of ``job`` in this process (closing file handles)."""
+    release_job(job.token)
+
+
+def release_job(token: str) -> int:
+    """Drop every thread's cached resources of the job ``token`` in this process; how many there were.
+
+    Run on every worker of a cluster at the end of a job (``Client.run``), which cannot be
+    done with the job itself: the job object stays on one worker.
+    """
     with _cache_lock:
-        for key in [k for k in _cache if k[0] == job.token]:
+        keys = [k for k in _cache if k[0] == token]
+        for key in keys:
             _drop(key)
+    return len(keys)
 
 
 def _drop(key: tuple[str, int]) -> None:
@@ -280,7 +292,9 @@ def enhance_block(job: EnhanceJob, start: int, stop: int) -> BlockDone:
     out, checks = enhance_frames(res.enhancer, frames, first, job.source.n_frames, start, stop,
                                  job.intensity, job.source.path, job.checks)
     res.target.write(start, out, frames[start - first:stop - first])
-    if res.map_target is not None:
+    if isinstance(res.map_target, StoreMapTarget):  # a run store's image 2 and its record columns
+        res.map_target.write_checks(start, checks)
+    elif res.map_target is not None:
         res.map_target.write(start, np.stack([c.signed_map for c in checks]))
     if res.tta_target is not None:
         res.tta_target.write(start, np.stack([c.spread for c in checks]))
@@ -297,6 +311,7 @@ __all__ = [
     "enhance_block",
     "enhance_frames",
     "enhance_window",
+    "release_job",
     "release_resources",
     "torch_threads",
     "window_indices",
