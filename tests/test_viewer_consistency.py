@@ -438,5 +438,7 @@ def test_review_entry_point_screenshots_with_the_overlay(qtbot, checked_store, t
     changed = np.abs(a - b).sum(axis=2) > 30
     cols = np.flatnonzero(changed.any(axis=0))
     assert changed.sum() > 1000 and cols.min() > a.shape[1] // 3  # only the enhanced view changed
-    tinted = changed & ((a[..., 0] - a[..., 2] > 40) | (a[..., 2] - a[..., 0] > 40))
-    assert tinted.sum() > 100  # red or blue where the map is strong
+    # red or blue where the map is strong; no frame of this run is flagged, so its map stays below
+    # the flag threshold (the stored full-colour level) and tints, not saturates
+    tinted = changed & ((a[..., 0] - a[..., 2] > 20) | (a[..., 2] - a[..., 0] > 20))
+    assert tinted.sum() > 500
