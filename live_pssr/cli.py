@@ -106,7 +106,21 @@ def run_reporting_errors(entry: Callable[[], object]) -> None:
         typer.secho(f"error: {err.message}", fg="red", err=True)
         if err.hint:
             typer.secho(f"  fix: {err.hint}", fg="yellow", err=True)
+        _quiet_cut_short_writes()
         sys.exit(2)
+
+
+def _quiet_cut_short_writes() -> None:
+    """The failure is reported: no asyncio noise at exit from zarr writes it cut short.
+
+    zarr-python writes a frame's chunks as asyncio tasks; when one fails (a full disk) its error
+    is the one just printed, but the sibling tasks are destroyed when the process ends and asyncio
+    would print each ("Task was destroyed but it is pending", "Future exception was never
+    retrieved") with a traceback that is not a second failure.
+    """
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 def _command_name() -> str:
