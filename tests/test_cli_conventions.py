@@ -21,7 +21,9 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from live_pssr.cli import app, main
+from live_pssr.cli import app
+
+from .test_cli_errors import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:No-op in MMCore:DeprecationWarning")
 
@@ -33,15 +35,6 @@ def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], env=WIDE, catch_exceptions=False)
 
 
-def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str]:
-    """``live-pssr ARGS`` through the console entry point: (exit status, stdout + stderr)."""
-    monkeypatch.setenv("COLUMNS", "300")
-    monkeypatch.setattr(sys, "argv", ["live-pssr", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out.out + out.err
 
 
 def _commands() -> list[list[str]]:

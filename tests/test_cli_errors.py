@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str]:
     """``live-pssr ARGS`` through the console entry point: (exit status, stdout + stderr)."""
+    monkeypatch.setenv("COLUMNS", "300")  # rich wraps nothing: messages are matched whole
     monkeypatch.setattr(sys, "argv", ["live-pssr", *map(str, args)])
     with pytest.raises(SystemExit) as exit_info:
         main()

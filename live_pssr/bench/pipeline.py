@@ -137,25 +137,32 @@ def bench_raw(folder: Path, shape: tuple[int, int], n_frames: int, codec: str, r
     }
 
 
-def bench_sustain(folder: Path, shape: tuple[int, int], n_frames: int, codec: str, target_fps: float) -> dict:
-    """Frames handed over at ``target_fps`` (a camera's pace): does the raw path keep up?
-
-    Reports the rate the frames were written at (until the last one is on disk), the largest
-    raw-queue depth seen, and how far the last write lagged behind the last hand-over.
-    """
+def hand_over_paced(p: Any, frames: list[np.ndarray], n_frames: int, target_fps: float
+                    ) -> tuple[float, float, int]:
+    """Submit ``n_frames`` (fresh copies, cycled) at ``target_fps``: (start, seconds, deepest raw queue)."""
     from ..frames import Frame
-    from ..pipeline import LivePipeline, StoreSpec
 
-    frames = camera_like_frames(shape)
-    out = folder / f"sustain-{shape[0]}.ome.zarr"
-    p = LivePipeline(None, StoreSpec(out, overwrite=True, codec=codec)).start()
     max_queue = 0
     t0 = time.perf_counter()
     for i in range(n_frames):
         time.sleep(max(0.0, t0 + i / target_fps - time.perf_counter()))
         p.submit(Frame(i, frames[i % len(frames)].copy(), i * 1e3 / target_fps))
         max_queue = max(max_queue, p.stats().raw_queue)
-    handed = time.perf_counter() - t0
+    return t0, time.perf_counter() - t0, max_queue
+
+
+def bench_sustain(folder: Path, shape: tuple[int, int], n_frames: int, codec: str, target_fps: float) -> dict:
+    """Frames handed over at ``target_fps`` (a camera's pace): does the raw path keep up?
+
+    Reports the rate the frames were written at (until the last one is on disk), the largest
+    raw-queue depth seen, and how far the last write lagged behind the last hand-over.
+    """
+    from ..pipeline import LivePipeline, StoreSpec
+
+    frames = camera_like_frames(shape)
+    out = folder / f"sustain-{shape[0]}.ome.zarr"
+    p = LivePipeline(None, StoreSpec(out, overwrite=True, codec=codec)).start()
+    t0, handed, max_queue = hand_over_paced(p, frames, n_frames, target_fps)
     p.stop()
     done = time.perf_counter() - t0
     shutil.rmtree(out)
@@ -275,7 +282,6 @@ def bench_sustain_enhancing(folder: Path, shape: tuple[int, int], n_frames: int,
     long the last frames took to land, as ``raw-sustain`` reports them alone.
     """
     from ..enhancer import build_enhancer
-    from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
     from ..pipeline.checking import consistency_spec
 
@@ -284,13 +290,7 @@ def bench_sustain_enhancing(folder: Path, shape: tuple[int, int], n_frames: int,
     out = folder / f"sustain-enh-{shape[0]}.ome.zarr"
     p = LivePipeline(enhancer, StoreSpec(out, overwrite=True, codec=codec), policy="preview",
                      consistency=consistency_spec(True)).start()
-    max_queue = 0
-    t0 = time.perf_counter()
-    for i in range(n_frames):
-        time.sleep(max(0.0, t0 + i / target_fps - time.perf_counter()))
-        p.submit(Frame(i, frames[i % len(frames)].copy(), i * 1e3 / target_fps))
-        max_queue = max(max_queue, p.stats().raw_queue)
-    handed = time.perf_counter() - t0
+    t0, handed, max_queue = hand_over_paced(p, frames, n_frames, target_fps)
     deadline = time.perf_counter() + 120.0
     while p.stats().raw_written < n_frames and not p.failed and time.perf_counter() < deadline:
         time.sleep(0.002)  # the raw frames landing (the enhancer may still be on its frame)
