@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,17 @@ import numpy as np
 
 def _blosc_name(codec: str) -> str | None:
     return None if codec == "none" else codec
+
+
+def _timed(write_all: Callable[[], None], path: Path, n: int, keep: bool) -> float:
+    """Frames per second of ``write_all()`` plus ``sync``; ``path`` removed after unless ``keep``."""
+    t0 = time.perf_counter()
+    write_all()
+    os.sync()
+    dt = time.perf_counter() - t0
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
+    return n / dt
 
 
 def tensorstore_fps(folder: Path, frames: list[np.ndarray], n: int, codec: str,
@@ -49,19 +61,17 @@ def tensorstore_fps(folder: Path, frames: list[np.ndarray], n: int, codec: str,
                          "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, 1, h, w]}},
                          "codecs": codecs}}
     arr = ts.open(spec, create=True, delete_existing=True).result()
-    t0 = time.perf_counter()
-    pending = []
-    for i in range(n):
-        pending.append(arr[i, 0].write(frames[i % len(frames)].copy()))
-        if len(pending) >= 16:
-            pending.pop(0).result()
-    for f in pending:
-        f.result()
-    os.sync()
-    dt = time.perf_counter() - t0
-    if not keep:
-        shutil.rmtree(path, ignore_errors=True)
-    return n / dt, "zarr3, 16 writes in flight"
+
+    def write_all() -> None:
+        pending = []
+        for i in range(n):
+            pending.append(arr[i, 0].write(frames[i % len(frames)].copy()))
+            if len(pending) >= 16:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+
+    return _timed(write_all, path, n, keep), "zarr3, 16 writes in flight"
 
 
 def acquire_zarr_fps(folder: Path, frames: list[np.ndarray], n: int, codec: str,
@@ -81,23 +91,17 @@ def acquire_zarr_fps(folder: Path, frames: list[np.ndarray], n: int, codec: str,
         compressor=az.Compressor.BLOSC1,
         codec=az.CompressionCodec.BLOSC_LZ4 if name == "lz4" else az.CompressionCodec.BLOSC_ZSTD,
         level=1 if name == "zstd" else 5, shuffle=1)
-    dims = [az.Dimension(name="t", kind=az.DimensionType.TIME, array_size_px=0, chunk_size_px=1,
-                         shard_size_chunks=1),
-            az.Dimension(name="c", kind=az.DimensionType.CHANNEL, array_size_px=1, chunk_size_px=1,
-                         shard_size_chunks=1),
-            az.Dimension(name="y", kind=az.DimensionType.SPACE, array_size_px=h, chunk_size_px=h,
-                         shard_size_chunks=1),
-            az.Dimension(name="x", kind=az.DimensionType.SPACE, array_size_px=w, chunk_size_px=w,
-                         shard_size_chunks=1)]
+    kinds = az.DimensionType
+    dims = [az.Dimension(name=name, kind=kind, array_size_px=size, chunk_size_px=chunk, shard_size_chunks=1)
+            for name, kind, size, chunk in (("t", kinds.TIME, 0, 1), ("c", kinds.CHANNEL, 1, 1),
+                                            ("y", kinds.SPACE, h, h), ("x", kinds.SPACE, w, w))]
     settings = az.StreamSettings(store_path=str(path), overwrite=True, arrays=[az.ArraySettings(
         dimensions=dims, data_type=np.uint16, compression=compression)])
     stream = az.ZarrStream(settings)
-    t0 = time.perf_counter()
-    for i in range(n):
-        stream.append(frames[i % len(frames)].copy())
-    stream.close()
-    os.sync()
-    dt = time.perf_counter() - t0
-    if not keep:
-        shutil.rmtree(path, ignore_errors=True)
-    return n / dt, "one frame per chunk and shard"
+
+    def write_all() -> None:
+        for i in range(n):
+            stream.append(frames[i % len(frames)].copy())
+        stream.close()
+
+    return _timed(write_all, path, n, keep), "one frame per chunk and shard"
