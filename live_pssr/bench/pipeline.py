@@ -197,9 +197,10 @@ def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, poli
     return s, dt
 
 
-def engine_ms(enhancer: Any, frames: list[np.ndarray], repeats: int = 10) -> float:
+def engine_ms(enhancer: Any, frames: list[np.ndarray], repeats: int = 20, warm_up: int = 5) -> float:
     """Median milliseconds of one ``enhance_window`` (the engine with its normalisation), warmed up."""
-    enhancer.enhance_window([frames[0]])
+    for i in range(warm_up):  # the engine's threads, caches and (OpenVINO) first-inference work
+        enhancer.enhance_window([frames[i % len(frames)]])
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
