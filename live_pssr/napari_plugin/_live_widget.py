@@ -145,13 +145,8 @@ class LiveWidget(QWidget):
         self.start_button.setEnabled(False)
         self.status.setText(f"loading {settings['model']} ({settings['engine']}) for {shape[1]} x {shape[0]} "
                             "frames...")
-        worker = FunctionWorker(_make_session, settings, shape)
-        worker.returned.connect(self._attach)
-        worker.errored.connect(self._start_failed)
-        worker.finished.connect(self._worker_done)
-        self._worker = worker
-        worker.start()
-        return worker
+        return self._run_worker(FunctionWorker(_make_session, settings, shape), self._attach,
+                                self._start_failed)
 
     def _attach(self, session: Any) -> None:
         core = self._core()
@@ -227,9 +222,12 @@ class LiveWidget(QWidget):
         except Exception:  # already disconnected
             pass
         self.status.setText(f"closing {session.store_path}...")
-        worker = FunctionWorker(session.stop)
-        worker.returned.connect(self._stopped)
-        worker.errored.connect(self._stop_failed)
+        return self._run_worker(FunctionWorker(session.stop), self._stopped, self._stop_failed)
+
+    def _run_worker(self, worker: Any, returned: Any, errored: Any) -> Any:
+        """Start ``worker`` (off the GUI thread) with its result and error handlers; kept until done."""
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
         worker.finished.connect(self._worker_done)
         self._worker = worker
         worker.start()
