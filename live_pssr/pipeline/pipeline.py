@@ -22,6 +22,14 @@ notifies; the store is created by :meth:`LivePipeline.start` (given the frame si
 writer thread at the first frame, never on the caller's thread. The path is claimed when the
 pipeline is made (:mod:`live_pssr.store.claim`), so a second writer is refused at once.
 
+Raw writes: the raw writer thread takes frames from the queue in order and hands each to a
+small pool (``StoreSpec.raw_writers`` threads, default 4) that encodes and writes its chunk file;
+as the writes complete it appends the frames in index order (the contiguous prefix written), and
+only then takes them off the queue. A frame is therefore in memory until its chunk is on disk, the
+durability budget and the rescue see exactly what they saw with one writer, and a failed write
+stops the appends at that frame (the frames after it, written or not, are rescued from memory).
+At 2048² a 4 MB write waits mostly on the kernel's writeback; writes in parallel overlap that.
+
 The raw queue never drops a frame: if the disk is slower than the camera for long enough to fill
 ``max_raw_queue_bytes``, ``submit`` waits (back-pressure, never with an empty queue) rather than
 lose data, and says so in the log. ``submit`` returns whether the frame is *durable*: queued to a
@@ -58,6 +66,7 @@ Any exception in a pipeline thread ends in that state or in the summary, never i
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import queue
 import threading
@@ -126,6 +135,8 @@ class StoreSpec:
     reserve_bytes: int | None = None
     fsync: str | float = "off"
     rescue_dir: Path | None = None
+    #: raw chunk files written at once (1: one after the other; see the module docstring)
+    raw_writers: int = 4
 
 
 @dataclass
@@ -158,6 +169,10 @@ class LivePipeline:
         self.spec = store
         self.policy = Policy(policy)
         check_codec(store.codec)
+        rw = store.raw_writers
+        if isinstance(rw, bool) or not isinstance(rw, int) or not 1 <= rw <= 32:
+            raise ConfigError(f"raw_writers={rw!r} must be a whole number from 1 to 32",
+                              "4 writes four raw frames at once (the default); 1 one after the other")
         fsync_period(store.fsync)  # bad settings are refused before the path is claimed
         #: the consistency check (None: off, or nothing to enhance), and its settings
         self.check = (ConsistencyCheck(consistency, enhancer)
@@ -378,32 +393,61 @@ class LivePipeline:
                 self._raw_cv.notify_all()
 
     def _write_raw_frames(self) -> None:
-        while True:
-            with self._raw_cv:
-                while not self._raw_q and not self._acq_done.is_set():
-                    self._raw_cv.wait(0.05)
-                if not self._raw_q:
-                    return  # acquisition over and everything written
-                frame, received = self._raw_q[0]
-            if self._hard_failure:
-                return  # the store failed: nothing more can be written
-            try:
+        """Write the queue's frames through the pool, append them in order (module docstring)."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        width = self.spec.raw_writers
+        pool = ThreadPoolExecutor(width, thread_name_prefix="live-pssr-raw-io")
+        inflight: deque[tuple[Frame, float, Future[int]]] = deque()  # = self._raw_q[:len(inflight)]
+        try:
+            while True:
+                with self._raw_cv:
+                    while not self._raw_q and not self._acq_done.is_set():  # (inflight is in it)
+                        self._raw_cv.wait(0.05)
+                    if not self._raw_q:
+                        return  # acquisition over and everything written
+                    fresh = list(itertools.islice(self._raw_q, len(inflight), width))
+                if self._hard_failure:
+                    return  # the store failed: nothing more can be written
                 if self.store is None:
-                    self.open_store(frame.image.shape, frame.image.dtype, frame.metadata)
-                self.store.append_raw(frame, received_s=received)
+                    frame, _ = self._raw_q[0]
+                    try:
+                        self.open_store(frame.image.shape, frame.image.dtype, frame.metadata)
+                    except StoreWriteError as err:
+                        self._fail(err)
+                        return
+                for frame, received in fresh:
+                    inflight.append((frame, received, pool.submit(self.store.write_raw_chunk, frame)))
+                if not self._append_written(inflight, block=not fresh or len(inflight) >= width):
+                    return
+        finally:
+            pool.shutdown(wait=True)  # no write of this run outlives its writer
+
+    def _append_written(self, inflight: deque, block: bool) -> bool:
+        """Append the written prefix of ``inflight`` (waiting for its first write if ``block``);
+        False when a write failed (the run is failed; the frames from there on stay queued)."""
+        store = self.store
+        while inflight and (block or inflight[0][2].done()):
+            block = False
+            frame, received, future = inflight[0]
+            try:
+                nbytes = future.result()
+                store.mark_raw_appended(frame, nbytes, received_s=received)
             except StoreWriteError as err:
                 self._fail(err)
-                return
+                return False
+            inflight.popleft()
             with self._raw_cv:
                 self._raw_q.popleft()
                 self._raw_bytes -= frame.image.nbytes
                 self._raw_blocks -= blocks(frame.image.nbytes)
                 self._raw_cv.notify_all()
-            if self.store.disk_full and self._refusal is None:
+            if store.disk_full and self._refusal is None:
                 self._refuse(DiskFullError(
                     f"the disk is full ({self.spec.path}): no frames are taken from now on (the frames "
                     "already queued are written into the reserved space)",
                     "free space or write to another disk; every frame taken before is in the store"))
+        return True
 
     def _refuse(self, err: LivePSSRError) -> None:
         """Take no more frames (the store cannot hold them); frames queued are still written."""

@@ -2,9 +2,16 @@
 
 Threads: the pipeline's raw-writer thread calls :meth:`RunStore.append_raw`, its enhancer thread
 :meth:`RunStore.write_enhanced`; each writes its own chunk files, records go to a locked in-memory
-table. :meth:`RunStore.commit` makes the new frames visible. It runs on the store's own committer
-thread every ``commit_interval_s`` (metadata renames cost milliseconds on ext4: they must not sit
-on the raw path) and on close, in an order that keeps the store consistent after a crash:
+table. A raw frame's write is two steps, so that several frames can be written at once (a 4 MB
+sCMOS frame's write is throttled by the kernel's writeback; parallel writes overlap that wait):
+:meth:`RunStore.write_raw_chunk` (thread-safe, any order: encode and write the chunk file) and
+:meth:`RunStore.mark_raw_appended` (in index order, one thread: the record, ``n_appended``).
+Only marked frames are committed, so a frame whose write failed, and every frame after it, is
+never made visible, even if its own chunk file was written.
+
+:meth:`RunStore.commit` makes the new frames visible. It runs on the store's own committer thread
+every ``commit_interval_s`` (metadata renames cost milliseconds on ext4: they must not sit on the
+raw path) and on close, in an order that keeps the store consistent after a crash:
 
 1. dirty record chunks are rewritten (rows of frames not yet committed are invisible anyway);
 2. the ``frames/*`` columns, then ``0/0`` (raw), then ``1/0`` (enhanced), then ``2/0`` (the
@@ -275,12 +282,17 @@ class RunStore:
         return False
 
     def _with_space(self, write: Any) -> Any:
-        """Run ``write()``; on ENOSPC free the reserve once and retry."""
+        """Run ``write()``; on ENOSPC free the reserve (if not yet freed) and retry once.
+
+        The retry also runs when another thread freed the reserve a moment before (parallel raw
+        writes failing together); a disk still full after that raises the second ENOSPC.
+        """
         try:
             return write()
         except OSError as err:
-            if err.errno != errno.ENOSPC or not self._release_reserve():
+            if err.errno != errno.ENOSPC:
                 raise
+            self._release_reserve()
         return write()
 
     # ------------------------------------------------------------------ writing
@@ -293,18 +305,34 @@ class RunStore:
         if frame.index != self.n_appended:
             raise ValueError(f"raw frames must arrive in order: got {frame.index}, "
                              f"expected {self.n_appended}")
+        nbytes = self.write_raw_chunk(frame)
+        self.mark_raw_appended(frame, nbytes, received_s)
+        return nbytes
+
+    def write_raw_chunk(self, frame: Frame) -> int:
+        """Encode and write raw frame ``frame.index``'s chunk file; returns its bytes.
+
+        Thread-safe and in any order (the pipeline's raw write pool); the frame is not appended
+        (nor ever committed) until :meth:`mark_raw_appended`. Uses the reserve on a full disk.
+        """
         if self.commit_error is not None:
             raise self.commit_error
         try:
-            nbytes = self._with_space(lambda: self.raw.write_chunk((frame.index, 0, 0, 0), frame.image))
+            return self._with_space(lambda: self.raw.write_chunk((frame.index, 0, 0, 0), frame.image))
         except OSError as err:
             raise _write_error(err, self.path) from err
+
+    def mark_raw_appended(self, frame: Frame, nbytes: int, received_s: float | None = None) -> None:
+        """Append raw frame ``frame.index``, whose chunk :meth:`write_raw_chunk` wrote: its record,
+        and ``n_appended`` (the next commit makes it visible). In index order, one thread."""
+        if frame.index != self.n_appended:
+            raise ValueError(f"raw frames must be appended in order: got {frame.index}, "
+                             f"expected {self.n_appended}")
         self.bytes_written += nbytes
         self.records.set(frame.index, index=frame.index, camera_time_ms=frame.camera_time_ms,
                          raw_written_s=self.now(),
                          **({} if received_s is None else {"received_s": received_s}))
         self.n_appended += 1
-        return nbytes
 
     def read_raw(self, index: int) -> np.ndarray:
         """Read back a raw frame already written (for the backlog)."""
