@@ -310,6 +310,7 @@ def test_bench_pipeline_creates_a_missing_dir(capsys, monkeypatch, tmp_path, tin
                     (("engine only", None), ("complete", False), ("complete", True), ("preview", True))]
     assert all(r["ratio_to_engine"] > 0 for r in rows[6:] if r["policy"] == "complete")
     assert rows[3]["tensorstore_fps"] is None or rows[3]["ratio_to_tensorstore"] > 0
+    assert rows[3]["one_writer_fps"] > 0 and rows[3]["fps"] > 0
 
 
 def test_bench_scratch_dir_is_created_or_refused(tmp_path):

@@ -11,7 +11,8 @@ Rows:
   deepest raw queue, and how long the last frames took to land after the last hand-over.
 - ``overhead``: cost of ``submit`` on the acquisition thread (p50/p99), and pipeline time per frame
   minus the store's own append time per frame (what the threads and queues add).
-- ``raw-peers``: the same 2048² frames through live-pssr's raw path, tensorstore and acquire-zarr
+- ``raw-peers``: the same 2048² frames through live-pssr's raw path (its default pool of 4 writes,
+  and one write at a time: ``one_writer_fps``), tensorstore and acquire-zarr
   (:mod:`live_pssr.bench.writers`), interleaved; ours as a ratio to each.
 - ``raw-sustain+enhance``: 2048² at 100 fps while the model enhances them in ``preview`` (it may
   skip; the raw path may not fall behind).
@@ -77,11 +78,12 @@ def camera_like_frames(shape: tuple[int, int], n: int = 8, seed: int = 0) -> lis
     return [(100 + rng.poisson(base)).astype(np.uint16) for _ in range(n)]
 
 
-def _timed_pipeline(out: Path, frames: list[np.ndarray], n_frames: int, codec: str) -> tuple[float, list]:
+def _timed_pipeline(out: Path, frames: list[np.ndarray], n_frames: int, codec: str,
+                    raw_writers: int = 4) -> tuple[float, list]:
     from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
 
-    p = LivePipeline(None, StoreSpec(out, overwrite=True, codec=codec)).start()
+    p = LivePipeline(None, StoreSpec(out, overwrite=True, codec=codec, raw_writers=raw_writers)).start()
     submit = []
     t0 = time.perf_counter()
     for i in range(n_frames):
@@ -253,12 +255,13 @@ def bench_peers(folder: Path, shape: tuple[int, int], n_frames: int, codec: str,
     from .writers import acquire_zarr_fps, tensorstore_fps
 
     frames = camera_like_frames(shape)
-    ours, ts_fps, az_fps, notes = [], [], [], {}
+    ours, serial, ts_fps, az_fps, notes = [], [], [], [], {}
     out = folder / "peers-ours.ome.zarr"
     for _ in range(repeats):
-        dt, _ = _timed_pipeline(out, frames, n_frames, codec)
-        shutil.rmtree(out)
-        ours.append(n_frames / dt)
+        for writers, acc in ((4, ours), (1, serial)):  # the default pool, and one write at a time
+            dt, _ = _timed_pipeline(out, frames, n_frames, codec, raw_writers=writers)
+            shutil.rmtree(out)
+            acc.append(n_frames / dt)
         for name, fn, acc in (("tensorstore", tensorstore_fps, ts_fps),
                               ("acquire-zarr", acquire_zarr_fps, az_fps)):
             fps, note = fn(folder, frames, n_frames, codec)
@@ -269,7 +272,7 @@ def bench_peers(folder: Path, shape: tuple[int, int], n_frames: int, codec: str,
     t = float(np.median(ts_fps)) if ts_fps else None
     a = float(np.median(az_fps)) if az_fps else None
     return {"shape": f"{shape[0]}x{shape[1]}", "frames": n_frames, "codec": codec, "repeats": repeats,
-            "fps": o, "tensorstore_fps": t, "acquire_zarr_fps": a,
+            "fps": o, "one_writer_fps": float(np.median(serial)), "tensorstore_fps": t, "acquire_zarr_fps": a,
             "ratio_to_tensorstore": o / t if t else None, "ratio_to_acquire_zarr": o / a if a else None,
             "peers": notes}
 
@@ -355,7 +358,8 @@ def command(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report("pipeline", rows, json_path, columns=[
-        "test", "shape", "input", "policy", "consistency", "target_fps", "fps", "MB_s", "ratio_to_disk",
+        "test", "shape", "input", "policy", "consistency", "target_fps", "fps", "one_writer_fps", "MB_s",
+        "ratio_to_disk",
         "tensorstore_fps", "acquire_zarr_fps", "ratio_to_tensorstore", "max_raw_queue", "drain_ms",
         "submit_p50_ms", "submit_p99_ms", "overhead_ms_per_frame", "camera_fps", "enhanced_fps",
         "ratio_to_engine", "compute_ms", "latency_p50_ms", "latency_p99_ms", "latency_minus_compute_ms",
