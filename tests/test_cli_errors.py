@@ -304,10 +304,11 @@ def test_bench_pipeline_creates_a_missing_dir(capsys, monkeypatch, tmp_path, tin
     assert folder.is_dir() and not any(folder.iterdir())  # the output folder stays, its scratch is removed
     rows = json.loads((tmp_path / "out" / "pipeline.json").read_text())["rows"]
     assert [r["test"] for r in rows] == ["disk", "raw-write", "raw-write", "raw-peers", "raw-sustain",
-                                         "raw-sustain+enhance"] + ["live"] * 8
-    live = [(r["input"], r["policy"], r.get("consistency")) for r in rows[6:]]
-    assert live == [(f"{n}x{n}", p, c) for n in (32, 48) for p, c in
-                    (("engine only", None), ("complete", False), ("complete", True), ("preview", True))]
+                                         "raw-sustain+enhance"] + ["live"] * 10
+    live = [(r["input"], r["policy"], r.get("consistency"), r.get("paced_by")) for r in rows[6:]]
+    assert live == [(f"{n}x{n}", *row) for n in (32, 48) for row in
+                    (("engine only", None, None), ("complete", False, None), ("complete", True, None),
+                     ("preview", True, "engine"), ("preview", True, "pipeline"))]
     assert all(r["ratio_to_engine"] > 0 for r in rows[6:] if r["policy"] == "complete")
     assert rows[3]["tensorstore_fps"] is None or rows[3]["ratio_to_tensorstore"] > 0
     assert rows[3]["one_writer_fps"] > 0 and rows[3]["fps"] > 0
