@@ -12,6 +12,8 @@ Splits (whole images are held out, so no crop of a held-out image is ever seen i
   (0.6 um) apart, planes of each yeast spinning-disk z-stack ``mito_yeast_*0{1,2}.tif``;
   held out = the HeLa mitochondria channel (``hela-cells...tif[..., 1]``, cropped to rows
   ``:472`` to drop the black text patch at the bottom right) and ``mito_mina_test_image.tif``.
+  ``class-holdout`` (other structures, for per-class scores): the HeLa sample's lysosome and
+  nuclei channels and the 50-frame means of FMD fields 11, 14, 17 and 20 (held out above).
   Each image is returned as float32 with its dark level (1st percentile) subtracted and clipped
   at 0, so zero means "no fluorescence" whatever the camera offset was (the yeast stacks sit on an
   offset of ~1800 ADU, which PSSR's max-normalised crappifier would otherwise read as signal).
@@ -149,6 +151,26 @@ def mito_holdout_images() -> list[tuple[str, np.ndarray]]:
         ("hela-cells_mito", dark_subtracted(hela)),
         ("mito_mina_test_image", dark_subtracted(_read_real(MITO_HOLDOUT_FILES[1]))),
     ]
+
+
+#: ``class-holdout``: image classes other than mitochondria, never in any training source: the
+#: HeLa sample's lysosome and nuclei channels and FMD's held-out nuclei fields (their 50-frame means)
+CLASS_HOLDOUT_FMD_FIELDS = (11, 14, 17, 20)
+
+
+def class_holdout_images() -> list[tuple[str, str, np.ndarray]]:
+    """``(image class, name, image)`` of held-out non-mitochondria images (float32, dark-subtracted).
+
+    The HeLa sample's other two channels (cropped like its mitochondria channel) and the 50-frame
+    means of four held-out FMD nuclei fields (8-bit units, dark-subtracted like the others).
+    """
+    hela = _read_real(HELA_FILE)[:HELA_ROWS]
+    out = [("lysosomes", "hela-cells_lysosomes", dark_subtracted(hela[:, :, 0])),
+           ("nuclei", "hela-cells_nuclei", dark_subtracted(hela[:, :, 2]))]
+    gt = _read_real(FMD_GT)
+    out += [("nuclei", f"fmd_nuclei_field{f:02d}", dark_subtracted(gt[f - 1].astype(np.float32)))
+            for f in CLASS_HOLDOUT_FMD_FIELDS]
+    return out
 
 
 def pixel_size_um(name: str) -> float | None:

@@ -5,6 +5,9 @@ Data sets (``data``):
 * ``mito-holdout``: the held-out real mitochondria images (:func:`live_pssr.datasets.mito_holdout_images`,
   never used in training) crappified with PSSR's published fluorescence crappifier at the model's
   scale, seeded per image (``seed``), so every model sees the same inputs. For 4x models.
+* ``class-holdout``: held-out images of other structures (:func:`live_pssr.datasets.class_holdout_images`:
+  HeLa lysosomes and nuclei, FMD nuclei means), crappified like ``mito-holdout``; the result adds
+  ``by_class``, the summary per image class. For 4x models.
 * ``fmd-holdout``: FMD fields 11-20, one real noisy confocal frame against the 50-frame mean
   (``data_range`` 255, the 8-bit range, as the FMD benchmark reports). For 1x denoising models;
   the raw frame scores about 33.3 dB.
@@ -63,7 +66,7 @@ from . import datasets, metrics
 from .errors import ConfigError
 from .offline.checks import FrameChecks, check_frame, tta_transforms
 
-BUILTIN = ("mito-holdout", "fmd-holdout", "sim-timelapse")
+BUILTIN = ("mito-holdout", "class-holdout", "fmd-holdout", "sim-timelapse")
 METRICS = ("psnr", "ssim", "psnr_norm", "ssim_norm", "frc_px", "frc_um")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "psnr_norm": True, "ssim_norm": True,
                     "frc_px": False, "frc_um": False, "flicker": None}
@@ -78,6 +81,8 @@ class EvalItem:
     target: np.ndarray
     data_range: float | None = None
     pixel_size_um: float | None = None
+    #: what the image shows (mitochondria, nuclei, ...): the result's ``by_class`` groups by it
+    image_class: str | None = None
 
 
 @dataclass
@@ -107,7 +112,8 @@ def _crop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _crappified_set(name: str, description: str, images: list[tuple[str, np.ndarray]], crap_cfg: dict,
-                    upscale: int, in_frames: int, seed: int) -> EvalSet:
+                    upscale: int, in_frames: int, seed: int,
+                    classes: list[str | None] | None = None) -> EvalSet:
     from .consistency import psf_sigma_from_crappifier
     from .crappify import make_crappifier
 
@@ -121,7 +127,8 @@ def _crappified_set(name: str, description: str, images: list[tuple[str, np.ndar
         hi = _crop(np.asarray(hi, dtype=np.float32), upscale)
         rng = np.random.default_rng([seed, i])
         inputs = [np.asarray(crap(hi, rng), dtype=np.float32) for _ in range(in_frames)]
-        items.append(EvalItem(img_name, inputs, hi, None, datasets.pixel_size_um(img_name)))
+        items.append(EvalItem(img_name, inputs, hi, None, datasets.pixel_size_um(img_name),
+                              classes[i] if classes is not None else None))
     cfg = crap.config() if hasattr(crap, "config") else dict(crap_cfg)
     return EvalSet(name, description, items, crappifier=cfg,
                    camera=crap if cfg.get("kind") == "camera" else None,
@@ -134,7 +141,17 @@ def mito_holdout_set(upscale: int, in_frames: int = 1, seed: int = 0) -> EvalSet
     return _crappified_set(
         "mito-holdout", "held-out real mitochondria (HeLa, MiNA), PSSR published fluorescence crappifier",
         datasets.mito_holdout_images(), {"kind": "pssr-fluo", "scale": upscale, "order": "published"},
-        upscale, in_frames, seed)
+        upscale, in_frames, seed, classes=["mitochondria"] * len(datasets.MITO_HOLDOUT_FILES))
+
+
+def class_holdout_set(upscale: int, in_frames: int = 1, seed: int = 0) -> EvalSet:
+    """Held-out real images of other structures (lysosomes, nuclei), crappified like ``mito-holdout``."""
+    found = datasets.class_holdout_images()
+    return _crappified_set(
+        "class-holdout", "held-out real lysosomes and nuclei (HeLa sample, FMD 50-frame means), "
+        "PSSR published fluorescence crappifier", [(n, img) for _, n, img in found],
+        {"kind": "pssr-fluo", "scale": upscale, "order": "published"}, upscale, in_frames, seed,
+        classes=[c for c, _, _ in found])
 
 
 def fmd_holdout_set(upscale: int) -> EvalSet:
@@ -179,6 +196,8 @@ def build_dataset(
     key = str(data)
     if key == "mito-holdout":
         ds = mito_holdout_set(upscale, in_frames, seed)
+    elif key == "class-holdout":
+        ds = class_holdout_set(upscale, in_frames, seed)
     elif key == "fmd-holdout":
         ds = fmd_holdout_set(upscale)
     elif key == "sim-timelapse":
@@ -363,7 +382,8 @@ def evaluate(
             raise ConfigError(f"{ds.name}/{item.name}: output {out.shape} does not match the target "
                               f"{item.target.shape}", "the model's upscale must match the data's scale")
         row: dict[str, Any] = {
-            "name": item.name, "model": image_metrics(out, item.target, item.data_range, item.pixel_size_um),
+            "name": item.name, **({"class": item.image_class} if item.image_class else {}),
+            "model": image_metrics(out, item.target, item.data_range, item.pixel_size_um),
             "baseline": image_metrics(base, item.target, item.data_range, item.pixel_size_um)}
         raw, up = item.inputs[-1], spec.upscale
         err = true_error(out, item.target) if settings.any else None
@@ -406,12 +426,21 @@ def evaluate(
         a, b = _mean([r["model"][m] for r in rows]), _mean([r["baseline"][m] for r in rows])
         summary["model"][m], summary["baseline"][m] = a, b
         summary["delta"][m] = a - b if a is not None and b is not None else None
+    by_class: dict[str, dict[str, Any]] = {}
+    for cls in sorted({r["class"] for r in rows if "class" in r}):
+        mine = [r for r in rows if r.get("class") == cls]
+        part: dict[str, Any] = {"n_images": len(mine), "model": {}, "baseline": {}, "delta": {}}
+        for m in METRICS:
+            a, b = _mean([r["model"][m] for r in mine]), _mean([r["baseline"][m] for r in mine])
+            part["model"][m], part["baseline"][m] = a, b
+            part["delta"][m] = a - b if a is not None and b is not None else None
+        by_class[cls] = part
     result: dict[str, Any] = {
         "model": loaded.model_id, "model_path": str(loaded.path), "upscale": spec.upscale,
         "in_frames": spec.in_frames, "engine": enhancer.engine_name,
         "data": ds.name, "description": ds.description, "n_images": len(rows), "seed": seed,
         "baseline": baseline_name, "crappifier": ds.crappifier, **ds.extra,
-        "summary": summary, "items": rows,
+        "summary": summary, "items": rows, **({"by_class": by_class} if by_class else {}),
     }
     if ds.timelapse:
         targets = np.stack([it.target for it in ds.items])

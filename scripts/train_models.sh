@@ -26,7 +26,7 @@ for name in "${MODELS[@]}"; do
   "$PY" -m live_pssr.train "${args[@]}"
   case "$name" in
     denoise-*) evals=(--eval fmd-holdout) ;;
-    *) evals=(--eval mito-holdout --eval sim-timelapse) ;;
+    *) evals=(--eval mito-holdout --eval class-holdout --eval sim-timelapse) ;;
   esac
   echo "== evaluating $name and writing models/$name.md"
   "$PY" -m live_pssr.train.card "models/$name.safetensors" "${evals[@]}"

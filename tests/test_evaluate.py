@@ -437,3 +437,39 @@ def test_model_card_trust_section_and_kept_notes(tmp_path):
     notes = card_notes(REPO / "models" / "mito-sr4-fast.md")
     assert notes.startswith("## Notes") and "## Limits" not in notes
     assert card_notes(tmp_path / "none.md") == ""
+
+
+def test_class_holdout_scores_each_image_class(real_data, tiny_model_path, capsys, monkeypatch):
+    """``class-holdout``: lysosomes and nuclei never seen in training, a summary per class."""
+    from live_pssr import datasets
+    from live_pssr.evaluate import evaluate
+
+    from .test_cli_errors import run_cli
+
+    found = datasets.class_holdout_images()
+    assert {c for c, _, _ in found} == {"lysosomes", "nuclei"}
+    trained = {name for name, _ in datasets.mito_train_named()} | set(datasets.MITO_TRAIN_FILES)
+    assert not {n for _, n, _ in found} & trained
+    assert set(datasets.CLASS_HOLDOUT_FMD_FIELDS) <= set(datasets.FMD_HOLDOUT_FIELDS)
+    res = evaluate(tiny_model_path, "class-holdout", progress=False, consistency=False, max_images=3)
+    assert [r["class"] for r in res["items"]] == ["lysosomes", "nuclei", "nuclei"]
+    assert res["by_class"]["lysosomes"]["n_images"] == 1 and res["by_class"]["nuclei"]["n_images"] == 2
+    nuc = [r for r in res["items"] if r["class"] == "nuclei"]
+    mean = sum(r["model"]["psnr_norm"] for r in nuc) / 2
+    assert abs(res["by_class"]["nuclei"]["model"]["psnr_norm"] - mean) < 1e-9
+    code, text = run_cli(capsys, monkeypatch, "evaluate", "-m", tiny_model_path, "-d", "class-holdout",
+                         "--no-consistency", "--max-images", "2")
+    assert code == 0 and "lysosomes (1): PSNR normalised" in text and "nuclei (1)" in text
+
+
+def test_card_rows_carry_each_image_class():
+    """A result with ``by_class`` gives the card one row per class and metric."""
+    from live_pssr.train.card import evaluation_rows
+
+    part = {"n_images": 2, "model": {"psnr_norm": 30.0, "ssim_norm": 0.9},
+            "baseline": {"psnr_norm": 27.0, "ssim_norm": 0.7}, "delta": {"psnr_norm": 3.0, "ssim_norm": 0.2}}
+    res = {"baseline": "bicubic", "summary": {"model": {}, "baseline": {}, "delta": {}},
+           "by_class": {"nuclei": part}}
+    rows = evaluation_rows("unused", ["class-holdout"], results={"class-holdout": res})
+    assert rows["class-holdout: nuclei (2) psnr_norm"] == {"model": 30.0, "bicubic": 27.0, "delta": 3.0}
+    assert rows["class-holdout: nuclei (2) ssim_norm"]["delta"] == 0.2

@@ -3,7 +3,7 @@
 Prints a table (model, baseline, difference per metric; flicker for timelapses; the trust signals:
 the consistency check's flag rate, score and error-map rank correlation with the true error, and
 with ``--tta`` the TTA disagreement) and writes the full result (per image, provenance, machine)
-as JSON with ``--json``. Data sets: ``mito-holdout``,
+as JSON with ``--json``. Data sets: ``mito-holdout``, ``class-holdout`` (per-class rows),
 ``fmd-holdout``, ``sim-timelapse`` or a path to high-quality images (see :mod:`live_pssr.evaluate`).
 """
 
@@ -53,7 +53,7 @@ def parse_crappifier(value: str | None, upscale: int) -> dict[str, Any] | None:
 def command(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or .safetensors path.")],
     data: Annotated[str, typer.Option(
-        "--data", "-d", metavar="<mito-holdout|fmd-holdout|sim-timelapse|PATH>",
+        "--data", "-d", metavar="<mito-holdout|class-holdout|fmd-holdout|sim-timelapse|PATH>",
         help="A shipped held-out set, the simulator's timelapse, or a folder/stack of high-quality images.")],
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON.")] = None,
     crappifier: Annotated[str | None, typer.Option(
@@ -120,6 +120,10 @@ def command(
         f = result["flicker"]
         table.add_row("flicker (1 = changes as the truth)", _fmt(f["model"]), _fmt(f["baseline"]),
                       _fmt(f["delta"], sign=True))
+    for cls, part in result.get("by_class", {}).items():  # per image class, where the data has classes
+        for m in ("psnr_norm", "ssim_norm"):
+            table.add_row(f"{cls} ({part['n_images']}): {LABELS[m]}", _fmt(part["model"][m]),
+                          _fmt(part["baseline"][m]), _fmt(part["delta"][m], sign=True))
     for label, m, b in trust_rows(result):
         delta = m - b if m is not None and b is not None else None
         table.add_row(label, _fmt(m), _fmt(b), _fmt(delta, sign=True))

@@ -221,6 +221,14 @@ def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0,
                 res["baseline"]: round(summ["baseline"][metric], 4),
                 "delta": round(summ["delta"][metric], 4),
             }
+        for cls, part in res.get("by_class", {}).items():  # per image class (class-holdout)
+            for metric in ("psnr_norm", "ssim_norm"):
+                if part["model"].get(metric) is not None:
+                    rows[f"{name}: {cls} ({part['n_images']}) {metric}"] = {
+                        "model": round(part["model"][metric], 4),
+                        res["baseline"]: round(part["baseline"][metric], 4),
+                        "delta": round(part["delta"][metric], 4),
+                    }
         if "flicker" in res:
             fl = res["flicker"]
             rows[f"{name}: flicker"] = {
@@ -261,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description="(Re)write a model card, evaluating the model on --eval data.")
     ap.add_argument("model")
-    ap.add_argument("--eval", action="append", default=[], help="mito-holdout | fmd-holdout | sim-timelapse")
+    ap.add_argument("--eval", action="append", default=[],
+                    help="mito-holdout | class-holdout | fmd-holdout | sim-timelapse")
     ap.add_argument("--notes", default="")
     ap.add_argument("--keep-notes", action="store_true", help="keep the Notes of the card being replaced")
     ap.add_argument("--no-tta", action="store_true", help="leave TTA out of the trust table (faster)")
