@@ -215,3 +215,25 @@ def test_fast_sr_gate_exports_through_the_engines_gate(
     engine.prepare(batch.shape)
     res = check_engine(engine, model, batch)
     assert res.passed, res.reason
+
+
+def _card_score(card: Path, data: str, metric: str) -> float:
+    """The model's value in the card's evaluation row ``DATA: METRIC``."""
+    for line in card.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == f"{data}: {metric}":
+            return float(cells[1])
+    raise AssertionError(f"{card.name} has no '{data}: {metric}' row")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_model_reproduces_its_card(path: Path, real_data) -> None:
+    """Each shipped file, evaluated again on its card's first held-out set, gives the card's score."""
+    from live_pssr.evaluate import evaluate
+    from live_pssr.modelio import load_model
+
+    model = load_model(path)
+    data = "fmd-holdout" if model.spec.upscale == 1 else "mito-holdout"
+    want = _card_score(path.with_suffix(".md"), data, "psnr_norm")
+    got = evaluate(model, data, progress=False, consistency=False)["summary"]["model"]["psnr_norm"]
+    assert abs(got - want) <= 0.006, (got, want)  # the card rounds to 4 digits (e.g. 28.72 dB)
