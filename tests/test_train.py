@@ -574,3 +574,23 @@ def test_card_shows_the_new_training_fields_and_curve(image_dir: Path, tmp_path:
     card = render_card(tmp_path / "m.safetensors")
     assert "loss `l1+ms-ssim` (SSIM weight 0.84)" in card and "EMA weights (decay 0.9" in card
     assert "Training curve" in card and "| 20 |" in card
+
+
+def test_fmd_raw_repeats_draw_every_repeat_against_the_mean(real_data) -> None:
+    """``raw_repeats``: fields 1-2 train on all 50 raw repeats (seeded); other fields keep one."""
+    from live_pssr import datasets
+    from live_pssr.train.data import FMDPairs
+
+    norm = (1.0, 99.8)
+    plain, many = FMDPairs((1, 3), norm), FMDPairs((1, 3), norm, raw_repeats=True)
+    assert [len(d) for d in plain.x] == [1, 1, 1] and [len(d) for d in many.x] == [50, 50, 1]
+    np.testing.assert_array_equal(plain.y[0], many.y[0])  # the same target: the 50-frame mean
+    mean = datasets.fmd_raw50(1).astype(np.float64).mean(axis=0)
+    assert np.abs(mean - many.y[0]).max() < 1.0  # it is the mean of those repeats (8-bit rounding)
+    assert not np.array_equal(many.x[0][0][0], many.x[0][1][0])  # 50 different noise draws
+    draws = [many.sample(np.random.default_rng(s), 64) for s in range(40)]
+    again = [many.sample(np.random.default_rng(s), 64) for s in range(40)]
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+               for a, b in zip(draws, again, strict=True))  # seeded
+    x0, y0 = plain.sample(np.random.default_rng(0), 64)
+    assert x0.shape == y0.shape == (1, 64, 64) and np.isfinite(y0).all()

@@ -175,6 +175,9 @@ class FMDSourceConfig(_Strict):
     weight: float = Field(1.0, gt=0)
     #: inclusive field range; fields 11-20 are the held-out evaluation set
     fields: tuple[int, int] = (1, 10)
+    #: also train on every one of the 50 raw repeats of fields 1 and 2 (the only fields whose
+    #: repeats are in the data; their mean is the target): 50 noise draws of each instead of one
+    raw_repeats: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> FMDSourceConfig:

@@ -350,30 +350,44 @@ class StillPairs:
 
 
 class FMDPairs:
-    """Real FMD raw frame -> 50-frame mean pairs (same size)."""
+    """Real FMD raw frame -> 50-frame mean pairs (same size).
+
+    ``raw_repeats``: fields 1 and 2 (where in ``fields``) add each of their 50 raw repeats as an
+    input against the same mean: the field is drawn as often as before, its noise draw at random.
+    """
 
     def __init__(
-        self, fields: tuple[int, int], norm: tuple[float, float], target_norm: str = "input"
+        self, fields: tuple[int, int], norm: tuple[float, float], target_norm: str = "input",
+        raw_repeats: bool = False,
     ) -> None:
         from .. import datasets
 
         self.name = "fmd"
-        pairs = datasets.fmd_pairs(list(range(fields[0], fields[1] + 1)))
-        self.x, self.y = [], []
-        for raw, gt in pairs:
-            raw, gt = np.asarray(raw, np.float32), np.asarray(gt, np.float32)
-            x, lo, hi = normalize_frame(raw, norm)
-            a, b = target_affine(target_norm, gt, (lo, hi), (1.0, 0.0), norm)  # same 8-bit units
-            self.x.append(x)
-            self.y.append((gt * a + b).astype(np.float32))
+        numbers = list(range(fields[0], fields[1] + 1))
+        pairs = datasets.fmd_pairs(numbers)
+        self.x, self.y = [], []  # per field: the list of inputs, and the target
+        for field, (raw, gt) in zip(numbers, pairs, strict=True):
+            gt = np.asarray(gt, np.float32)
+            raws = [np.asarray(raw, np.float32)]
+            if raw_repeats and field in (1, 2):
+                raws = [np.asarray(r, np.float32) for r in datasets.fmd_raw50(field)]
+            xs = []
+            for r in raws:
+                x, lo, hi = normalize_frame(r, norm)
+                a, b = target_affine(target_norm, gt, (lo, hi), (1.0, 0.0), norm)  # same 8-bit units
+                xs.append((x, a, b))
+            self.x.append(xs)
+            self.y.append(gt)
 
     def sample(self, rng: np.random.Generator, crop: int, index: int = 0) -> Pair:
         k = int(rng.integers(len(self.x)))
-        x, y = self.x[k], self.y[k]
+        draws = self.x[k]
+        x, a, b = draws[int(rng.integers(len(draws)))] if len(draws) > 1 else draws[0]
         h, w = x.shape
         c = min(crop, h, w)
         i, j = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-        return x[None, i : i + c, j : j + c], y[None, i : i + c, j : j + c]
+        y = self.y[k][i : i + c, j : j + c] * np.float32(a) + np.float32(b)
+        return x[None, i : i + c, j : j + c], y[None].astype(np.float32)
 
 
 def load_still_images(paths: Sequence[Path], min_side: int = 16) -> list[np.ndarray]:
@@ -462,7 +476,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                 )
             )
         elif isinstance(src, FMDSourceConfig):
-            sources.append(FMDPairs(src.fields, norm, cfg.data.target_norm))
+            sources.append(FMDPairs(src.fields, norm, cfg.data.target_norm, src.raw_repeats))
         weights.append(src.weight)
     return sources, weights
 
