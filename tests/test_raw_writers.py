@@ -9,6 +9,7 @@ The full and read-only disks with the pool's default width run in tests/test_fau
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,27 @@ def test_scmos_frames_at_100_fps_keep_memory_bounded(tmp_path):
     assert peak < bound + 6 * frame_bytes + (16 << 20), f"peak {peak / 2**20:.0f} MiB"
     r = open_store(tmp_path / "r.ome.zarr")
     assert [int(r.raw_frame(i)[0, 0]) for i in (0, 59, 119)] == [0, 59, 119]
+
+
+def test_fsync_on_commit_with_the_pool_flushes_every_committed_frame(tmp_path, monkeypatch):
+    """``fsync="commit"``: each frame's chunk file is flushed before a commit makes it visible,
+    also when four writes run at once (a write registers its file before its frame is appended)."""
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def counting(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    frames = _tagged(24)
+    p = LivePipeline(None, StoreSpec(tmp_path / "r.ome.zarr", fsync="commit", raw_writers=4))
+    p.start(frames[0].shape, frames[0].dtype)
+    for i, img in enumerate(frames):
+        p.submit(Frame(i, img, i * 10.0))
+    s = p.stop()
+    assert s.raw_written == 24
+    raw_files = {Path(f).name for f in synced if "/0/0/c." in f}
+    assert raw_files == {f"c.{i}.0.0.0" for i in range(24)}
