@@ -246,3 +246,22 @@ def test_kill_9_mid_run_leaves_a_consistent_store(tmp_path, tiny_model_path):
     assert enhanced.sum() > 0
     for i in np.flatnonzero(enhanced)[:5]:
         assert r.enhanced_frame(int(i)).any()
+
+
+def test_a_failing_finisher_stops_enhancement_and_says_why(tmp_path, tiny_model):
+    """A bug on the finisher thread (here: the display slot raising) never hangs the run, never
+    costs a raw frame, and is in the summary; the frames after it stay pending."""
+    frames = camera_frames(30)
+    p = LivePipeline(Enhancer(tiny_model), StoreSpec(tmp_path / "r.ome.zarr"), policy="complete")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("display slot exploded")
+
+    p.display.put_enhanced = broken
+    _run(p, frames)
+    s = p.stop()
+    r = open_store(tmp_path / "r.ome.zarr")
+    assert r.n_frames == s.raw_written == 30 and not s.not_stored
+    assert s.enhancement_disabled and "finisher thread failed" in s.enhancement_disabled
+    assert "display slot exploded" in s.enhancement_disabled
+    assert s.enhanced_live + s.enhanced_after <= 1 and s.pending >= 28

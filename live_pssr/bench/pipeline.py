@@ -175,12 +175,13 @@ def bench_sustain(folder: Path, shape: tuple[int, int], n_frames: int, codec: st
 
 
 def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, policy: str,
-                    paced_fps: float | None, out: Path, consistency: bool = False) -> tuple[Any, float]:
+                    paced_fps: float | None, out: Path, consistency: bool = False
+                    ) -> tuple[Any, float, dict[str, float | None]]:
     """``n_frames`` of ``frames`` (cycled) through a live pipeline into ``out`` (removed after).
 
     Paced at ``paced_fps`` (None: as fast as ``submit`` takes them); ``consistency``: with the live
-    consistency check (noise estimated from each frame). Returns the summary and the wall time
-    from the first frame to the closed store.
+    consistency check (noise estimated from each frame). Returns the summary, the wall time
+    from the first frame to the closed store and :func:`enhancer_timing`.
     """
     from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
@@ -195,8 +196,23 @@ def run_live_frames(enhancer: Any, frames: list[np.ndarray], n_frames: int, poli
         p.submit(Frame(i, frames[i % len(frames)], i * 1e3 / (paced_fps or 1e3)))
     s = p.stop()
     dt = time.perf_counter() - t0
+    timing = enhancer_timing(out)
     shutil.rmtree(out, ignore_errors=True)
-    return s, dt
+    return s, dt, timing
+
+
+def enhancer_timing(store: Path) -> dict[str, float | None]:
+    """Medians over a run's live-enhanced frames (from its records): ``wait_ms`` (arrival to the
+    enhancer taking the frame) and ``service_ms`` (taking it to its enhanced frame written)."""
+    from ..store import FrameStatus, open_store
+
+    rec = open_store(store).records
+    live = rec["status"] == int(FrameStatus.LIVE)
+    wait = (rec["enhance_start_s"] - rec["received_s"])[live] * 1e3
+    service = (rec["enhance_end_s"] - rec["enhance_start_s"])[live] * 1e3
+    wait, service = wait[np.isfinite(wait)], service[np.isfinite(service)]
+    return {"wait_ms": float(np.median(wait)) if wait.size else None,
+            "service_ms": float(np.median(service)) if service.size else None}
 
 
 def engine_ms(enhancer: Any, frames: list[np.ndarray], repeats: int = 20, warm_up: int = 5) -> float:
@@ -235,7 +251,7 @@ def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int) 
     rows = [{**base, "policy": "engine only", "enhanced_fps": engine_fps, "compute_ms": compute}]
     out = folder / f"live-{size}.ome.zarr"
     for check in (False, True):
-        s, dt = run_live_frames(enhancer, frames, n_frames, "complete", None, out, consistency=check)
+        s, dt, _ = run_live_frames(enhancer, frames, n_frames, "complete", None, out, consistency=check)
         fps = (s.enhanced_live + s.enhanced_after) / dt
         rows.append({**base, "policy": "complete", "consistency": check, "frames": n_frames,
                      "camera_fps": s.acquisition_fps, "enhanced_fps": fps,
@@ -243,13 +259,14 @@ def bench_live(folder: Path, model: str, engine: str, size: int, n_frames: int) 
                      "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms})
     checked_fps = rows[-1]["enhanced_fps"]  # what the pipeline with its check sustains
     for paced_by, cam in (("engine", 0.8 * engine_fps), ("pipeline", 0.8 * checked_fps)):
-        s, dt = run_live_frames(enhancer, frames, n_frames, "preview", cam, out, consistency=True)
+        s, dt, timing = run_live_frames(enhancer, frames, n_frames, "preview", cam, out, consistency=True)
         rows.append({**base, "policy": "preview", "consistency": True, "paced_by": paced_by,
                      "frames": n_frames, "target_fps": cam,
                      "camera_fps": s.acquisition_fps, "enhanced_fps": s.enhance_fps,
                      "ratio_to_engine": s.enhance_fps / engine_fps, "compute_ms": compute,
                      "latency_p50_ms": s.latency_p50_ms, "latency_p99_ms": s.latency_p99_ms,
                      "latency_minus_compute_ms": (s.latency_p50_ms - compute) if s.latency_p50_ms else None,
+                     "wait_p50_ms": timing["wait_ms"], "service_p50_ms": timing["service_ms"],
                      "skipped": s.skipped})
     return rows
 
@@ -367,4 +384,4 @@ def command(
         "tensorstore_fps", "acquire_zarr_fps", "ratio_to_tensorstore", "max_raw_queue", "drain_ms",
         "submit_p50_ms", "submit_p99_ms", "overhead_ms_per_frame", "camera_fps", "enhanced_fps",
         "ratio_to_engine", "compute_ms", "latency_p50_ms", "latency_p99_ms", "latency_minus_compute_ms",
-        "skipped"])
+        "wait_p50_ms", "service_p50_ms", "skipped"])

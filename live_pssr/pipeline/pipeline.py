@@ -7,7 +7,8 @@
         |--> enhancement: preview  -> one slot (newest frame; the one it replaces is 'skipped')
         |                 complete -> bounded queue; when full the frame is 'deferred' (its raw
         |                             frame is on disk) and enhanced later from the store
-        |                     --> [enhancer thread] --> store 1/0 + records + display slot
+        |                     --> [enhancer thread] (the engine only) --> finish queue (2)
+        |                           --> [finisher thread] --> store 1/0 + records + display slot
         |                                 '--> consistency check (every Nth) --> store 2/0 + records
         '--> display slot (newest raw)                      GUI timer reads latest()
 
@@ -42,8 +43,16 @@ enhancer prefers live frames; deferred frames are worked off whenever the live q
 and, at :meth:`LivePipeline.stop`, until none is left (the backlog is a list of indices, pixels
 are read back from disk).
 
+Finisher: the enhancer thread runs the engine and hands each output to the finisher thread
+(a queue of 2), which writes the enhanced frame, runs the check, updates the records, stats and
+the display slot, in the order the outputs came. The engine starts the next frame while the last
+one is written and checked (on 2 cores, 256²: the write and the check are ~10 % of the engine's
+time, which otherwise delayed every frame in ``preview`` until the loop no longer fitted the
+camera's interval). A finisher that cannot go on (disk full, store failure, a bug) stops the
+enhancer too; outputs still queued stay 'pending'.
+
 Consistency (``consistency=ConsistencySpec(...)``, :mod:`live_pssr.pipeline.checking`): after
-each enhanced frame (every ``every``-th index) the enhancer thread checks it against its raw
+each enhanced frame (every ``every``-th index) the finisher thread checks it against its raw
 frame; the signed map goes to the store's image ``2`` and the display slot, score and flag to the
 records and the stats. A frame the check cannot judge keeps its enhancement (its consistency
 reads NaN, the reason is in the summary); the check never stops the run.
@@ -195,6 +204,11 @@ class LivePipeline:
         self._slot: _Job | None = None
         self._slot_cv = threading.Condition()
         self._deferred: deque[int] = deque()
+        #: (index, job, window, output, start) from the enhancer to the finisher; None ends it
+        self._finish_q: queue.Queue[tuple[int, _Job | None, list[np.ndarray], np.ndarray, float] | None] \
+            = queue.Queue(maxsize=2)
+        self._finish_stopped = threading.Event()  # the finisher cannot go on: the enhancer stops too
+        self._finisher: threading.Thread | None = None
         self._window: deque[np.ndarray] = deque(maxlen=self.window)
         # state
         self._shape: tuple[int, int] | None = None
@@ -243,8 +257,9 @@ class LivePipeline:
         self._state = RunState.RUNNING
         self._threads = [threading.Thread(target=self._raw_loop, name="live-pssr-raw", daemon=True)]
         if self.enhancer is not None:
-            self._threads.append(
-                threading.Thread(target=self._enhance_loop, name="live-pssr-enhance", daemon=True))
+            self._finisher = threading.Thread(target=self._finish_loop, name="live-pssr-finish", daemon=True)
+            enhance = threading.Thread(target=self._enhance_loop, name="live-pssr-enhance", daemon=True)
+            self._threads += [enhance, self._finisher]
         for t in self._threads:
             t.start()
         return self
@@ -507,10 +522,42 @@ class LivePipeline:
         except Exception as err:  # a bug outside the per-frame work: enhancement stops, raw goes on
             log.exception("the enhancer thread failed")
             self._disable_enhancement(f"the enhancer thread failed: {type(err).__name__}: {err}")
+        finally:
+            self._hand_over(None)  # the finisher ends after the outputs queued before this
+
+    def _hand_over(self, item: tuple[int, _Job | None, list[np.ndarray], np.ndarray, float] | None) -> bool:
+        """Queue an output for the finisher (``None``: the end); False once it cannot take more."""
+        while True:
+            if self._finish_stopped.is_set() and item is not None:
+                return False
+            try:
+                self._finish_q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if item is None and not self._finisher.is_alive():
+                    return False  # the finisher is gone: nothing waits for the end mark
+
+    def _finish_loop(self) -> None:
+        """The finisher thread: each output written, checked and shown, in order (module docstring)."""
+        try:
+            while True:
+                item = self._finish_q.get()
+                if item is None:
+                    return
+                if self._finish_stopped.is_set():
+                    continue  # outputs after a stop stay pending
+                if not self._store_enhanced(*item):
+                    self._finish_stopped.set()
+        except Exception as err:  # a bug: enhancement stops (and says why), raw goes on
+            log.exception("the finisher thread failed")
+            self._finish_stopped.set()
+            self._disable_enhancement(f"the finisher thread failed: {type(err).__name__}: {err}")
 
     def _enhance_frames(self) -> None:
         self._store_ready.wait()
         while True:
+            if self._finish_stopped.is_set():
+                return  # the finisher stopped (disk full, store failure): nothing more is stored
             jobs, deferred = self._next_jobs()
             if not jobs and not deferred:
                 if self._refusal is not None or self.store is None:
@@ -533,7 +580,7 @@ class LivePipeline:
                 if isinstance(out, Exception):
                     self._enhance_failed(index, out)
                     continue
-                if not self._store_enhanced(index, job, window, out, start):
+                if not self._hand_over((index, job, window, out, start)):
                     return
 
     def _enhance_batch(self, windows: list[list[np.ndarray]]) -> list[np.ndarray | Exception]:
@@ -554,7 +601,7 @@ class LivePipeline:
 
     def _store_enhanced(self, index: int, job: _Job | None, window: list[np.ndarray], out: np.ndarray,
                         start: float) -> bool:
-        """Write one enhanced frame, its check and stats; False when the enhancer must stop."""
+        """Write one enhanced frame, its check and stats (the finisher); False when enhancement must stop."""
         status = FrameStatus.LIVE if job is not None else FrameStatus.AFTER
         try:
             self.store.write_enhanced(index, out, status, enhance_start_s=start,
