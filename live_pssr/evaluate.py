@@ -7,7 +7,8 @@ Data sets (``data``):
   scale, seeded per image (``seed``), so every model sees the same inputs. For 4x models.
 * ``class-holdout``: held-out images of other structures (:func:`live_pssr.datasets.class_holdout_images`:
   HeLa lysosomes and nuclei, FMD nuclei means), crappified like ``mito-holdout``; the result adds
-  ``by_class``, the summary per image class. For 4x models.
+  ``by_class``, the summary per image class (for any data set whose images have more than one
+  class; each image's row names its ``class``). For 4x models.
 * ``fmd-holdout``: FMD fields 11-20, one real noisy confocal frame against the 50-frame mean
   (``data_range`` 255, the 8-bit range, as the FMD benchmark reports). For 1x denoising models;
   the raw frame scores about 33.3 dB.
@@ -440,7 +441,7 @@ def evaluate(
         "in_frames": spec.in_frames, "engine": enhancer.engine_name,
         "data": ds.name, "description": ds.description, "n_images": len(rows), "seed": seed,
         "baseline": baseline_name, "crappifier": ds.crappifier, **ds.extra,
-        "summary": summary, "items": rows, **({"by_class": by_class} if by_class else {}),
+        "summary": summary, "items": rows, **({"by_class": by_class} if len(by_class) > 1 else {}),
     }
     if ds.timelapse:
         targets = np.stack([it.target for it in ds.items])
