@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,20 +25,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (the platform's processor string where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def make_input(folder: Path, frames: int, size: int) -> Path:
@@ -105,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     by_n = {r["n_workers"]: r for r in rows}
     ratio = by_n[2]["fps"] / by_n[1]["fps"] if 1 in by_n and 2 in by_n else None
-    cpu = cpu_model()
+    cpu = machine_info()["cpu"]
     print(f"enhance {args.frames} x {args.size}² uint16 frames, {args.model}, engine {rows[0]['engine']}, "
           f"block {args.block}; {cpu}")
     print(f"{'run':<28}{'frames/s':>10}{'seconds':>10}  identical")

@@ -113,20 +113,6 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def cpu_model() -> str:
-    """``lscpu``'s model name (the platform's processor string where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or "unknown"
-
-
 def one_thread_env(**extra: str) -> dict[str, str]:
     """The environment of both training subprocesses: one BLAS/OpenMP thread, unbuffered output."""
     env = dict(os.environ)
@@ -482,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_images": len(ds.items), "baseline": spec["baseline"], "crappifier": ds.crappifier,
             "budget_minutes": args.minutes, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(argv),
-            "machine": {**machine_info(), "lscpu_model_name": cpu_model()},
+            "machine": {**(m := machine_info()), "lscpu_model_name": m["cpu"]},
             "setup": {**setup, "data_prep_s": round(data_prep_s, 1)},
             "pssr2_training_files": train_manifest, "pssr2_inputs": pred_inputs,
             "pssr2_input_normalisation": (
