@@ -254,6 +254,16 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Means over images of each metric: ``model``, ``baseline`` and their ``delta``."""
+    out: dict[str, dict[str, float | None]] = {"model": {}, "baseline": {}, "delta": {}}
+    for m in METRICS:
+        a, b = _mean([r["model"][m] for r in rows]), _mean([r["baseline"][m] for r in rows])
+        out["model"][m], out["baseline"][m] = a, b
+        out["delta"][m] = a - b if a is not None and b is not None else None
+    return out
+
+
 def _clean(obj: Any) -> Any:
     """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python."""
     if isinstance(obj, dict):
@@ -422,20 +432,11 @@ def evaluate(
         for item in ds.items:
             run_item(item)
 
-    summary: dict[str, dict[str, float | None]] = {"model": {}, "baseline": {}, "delta": {}}
-    for m in METRICS:
-        a, b = _mean([r["model"][m] for r in rows]), _mean([r["baseline"][m] for r in rows])
-        summary["model"][m], summary["baseline"][m] = a, b
-        summary["delta"][m] = a - b if a is not None and b is not None else None
+    summary = summarize(rows)
     by_class: dict[str, dict[str, Any]] = {}
     for cls in sorted({r["class"] for r in rows if "class" in r}):
         mine = [r for r in rows if r.get("class") == cls]
-        part: dict[str, Any] = {"n_images": len(mine), "model": {}, "baseline": {}, "delta": {}}
-        for m in METRICS:
-            a, b = _mean([r["model"][m] for r in mine]), _mean([r["baseline"][m] for r in mine])
-            part["model"][m], part["baseline"][m] = a, b
-            part["delta"][m] = a - b if a is not None and b is not None else None
-        by_class[cls] = part
+        by_class[cls] = {"n_images": len(mine), **summarize(mine)}
     result: dict[str, Any] = {
         "model": loaded.model_id, "model_path": str(loaded.path), "upscale": spec.upscale,
         "in_frames": spec.in_frames, "engine": enhancer.engine_name,
