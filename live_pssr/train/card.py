@@ -204,6 +204,12 @@ def trust_rows(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _delta_row(part: dict[str, dict[str, float]], baseline: str, metric: str) -> dict[str, float]:
+    """One card row: ``part``'s model, baseline and delta values of ``metric``, rounded."""
+    return {"model": round(part["model"][metric], 4), baseline: round(part["baseline"][metric], 4),
+            "delta": round(part["delta"][metric], 4)}
+
+
 def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0,
                     results: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Rows of model/baseline/delta metrics per data set (``results``: already evaluated ones)."""
@@ -212,30 +218,19 @@ def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0,
     rows: dict[str, dict[str, Any]] = {}
     for name in data_sets:
         res = results[name]
+        base = res["baseline"]
         summ = res["summary"]
         for metric in ("psnr", "ssim", "psnr_norm", "ssim_norm"):
-            if summ["model"].get(metric) is None:
-                continue
-            rows[f"{name}: {metric}"] = {
-                "model": round(summ["model"][metric], 4),
-                res["baseline"]: round(summ["baseline"][metric], 4),
-                "delta": round(summ["delta"][metric], 4),
-            }
+            if summ["model"].get(metric) is not None:
+                rows[f"{name}: {metric}"] = _delta_row(summ, base, metric)
         for cls, part in res.get("by_class", {}).items():  # per image class (class-holdout)
             for metric in ("psnr_norm", "ssim_norm"):
                 if part["model"].get(metric) is not None:
-                    rows[f"{name}: {cls} ({part['n_images']}) {metric}"] = {
-                        "model": round(part["model"][metric], 4),
-                        res["baseline"]: round(part["baseline"][metric], 4),
-                        "delta": round(part["delta"][metric], 4),
-                    }
+                    rows[f"{name}: {cls} ({part['n_images']}) {metric}"] = _delta_row(part, base, metric)
         if "flicker" in res:
             fl = res["flicker"]
-            rows[f"{name}: flicker"] = {
-                "model": round(fl["model"], 4),
-                res["baseline"]: round(fl["baseline"], 4),
-                "delta": round(fl["delta"], 4),
-            }
+            rows[f"{name}: flicker"] = {"model": round(fl["model"], 4), base: round(fl["baseline"], 4),
+                                        "delta": round(fl["delta"], 4)}
     return rows
 
 
