@@ -11,7 +11,7 @@ Rows:
   deepest raw queue, and how long the last frames took to land after the last hand-over.
 - ``overhead``: cost of ``submit`` on the acquisition thread (p50/p99), and pipeline time per frame
   minus the store's own append time per frame (what the threads and queues add).
-- ``raw-peers``: the same 2048² frames through live-pssr's raw path (its default pool of 4 writes,
+- ``raw-peers``: the same 2048² frames through live-pssr's raw path (its default pool of 8 writes,
   and one write at a time: ``one_writer_fps``), tensorstore and acquire-zarr
   (:mod:`live_pssr.bench.writers`), interleaved; ours as a ratio to each.
 - ``raw-sustain+enhance``: 2048² at 100 fps while the model enhances them in ``preview`` (it may
@@ -79,11 +79,14 @@ def camera_like_frames(shape: tuple[int, int], n: int = 8, seed: int = 0) -> lis
 
 
 def _timed_pipeline(out: Path, frames: list[np.ndarray], n_frames: int, codec: str,
-                    raw_writers: int = 4) -> tuple[float, list]:
+                    raw_writers: int | None = None) -> tuple[float, list]:
     from ..frames import Frame
     from ..pipeline import LivePipeline, StoreSpec
 
-    p = LivePipeline(None, StoreSpec(out, overwrite=True, codec=codec, raw_writers=raw_writers)).start()
+    spec = StoreSpec(out, overwrite=True, codec=codec)
+    if raw_writers is not None:  # None: the pipeline's default
+        spec.raw_writers = raw_writers
+    p = LivePipeline(None, spec).start()
     submit = []
     t0 = time.perf_counter()
     for i in range(n_frames):
@@ -279,7 +282,7 @@ def bench_peers(folder: Path, shape: tuple[int, int], n_frames: int, codec: str,
     ours, serial, ts_fps, az_fps, notes = [], [], [], [], {}
     out = folder / "peers-ours.ome.zarr"
     for _ in range(repeats):
-        for writers, acc in ((4, ours), (1, serial)):  # the default pool, and one write at a time
+        for writers, acc in ((None, ours), (1, serial)):  # the default pool, and one write at a time
             dt, _ = _timed_pipeline(out, frames, n_frames, codec, raw_writers=writers)
             shutil.rmtree(out)
             acc.append(n_frames / dt)
