@@ -1,7 +1,8 @@
 """The live consistency check: every enhanced frame (or every Nth) judged against its raw frame.
 
-The pipeline's finisher thread calls :meth:`ConsistencyCheck.run` right after writing the model's
-output, with the window the model saw and that output; :func:`live_pssr.consistency.check_consistency` answers
+The pipeline's finisher thread (``complete``; the enhancer thread in ``preview``) calls
+:meth:`ConsistencyCheck.run` right after writing the model's output, with the window the model
+saw and that output; :func:`live_pssr.consistency.check_consistency` answers
 (a few ms per 256² frame, 2-3 % of the default model's time on a 2-core CPU), and the result goes
 to the store (the signed map as image ``2``, score / max / flag as record columns) and to the
 display slot (the viewer's overlay). What the check compares:
@@ -145,7 +146,7 @@ class ConsistencyTally:
 
 
 class ConsistencyCheck:
-    """Runs the check for one pipeline (made on the caller's thread, run on the finisher's)."""
+    """Runs the check for one pipeline (made on the caller's thread, run after each output is written)."""
 
     def __init__(self, spec: ConsistencySpec, enhancer: Any) -> None:
         self.spec = spec
