@@ -52,11 +52,12 @@ enhancer too; outputs still queued stay 'pending'. ``preview`` has no finisher: 
 there, and on 2 cores the overlapped write and check slowed the next frame's engine call more
 than they saved, so each frame is finished on the enhancer thread right after its engine call.
 
-Consistency (``consistency=ConsistencySpec(...)``, :mod:`live_pssr.pipeline.checking`): after
-each enhanced frame (every ``every``-th index) the finisher thread checks it against its raw
-frame; the signed map goes to the store's image ``2`` and the display slot, score and flag to the
-records and the stats. A frame the check cannot judge keeps its enhancement (its consistency
-reads NaN, the reason is in the summary); the check never stops the run.
+Consistency (``consistency=ConsistencySpec(...)``, :mod:`live_pssr.pipeline.checking`): each
+enhanced frame (every ``every``-th index) is checked against its raw frame on the thread that
+writes it (the finisher, or the enhancer in ``preview``); the signed map goes to the store's
+image ``2`` and the display slot, score and flag to the records and the stats. A frame the check
+cannot judge keeps its enhancement (its consistency reads NaN, the reason is in the summary);
+the check never stops the run.
 
 Batches (``complete``, ``max_batch`` > 1): when several frames wait (live jobs in the queue, or
 deferred frames on disk), the enhancer takes up to ``max_batch`` of one kind at once and runs
@@ -159,6 +160,10 @@ class _Job:
     received_s: float
 
 
+#: one enhanced output on its way to the store: (index, live job or None, window, output, start_s)
+_Output = tuple[int, _Job | None, list[np.ndarray], np.ndarray, float]
+
+
 class LivePipeline:
     """Raw writer + enhancer + display slot around one run store."""
 
@@ -206,9 +211,8 @@ class LivePipeline:
         self._slot: _Job | None = None
         self._slot_cv = threading.Condition()
         self._deferred: deque[int] = deque()
-        #: (index, job, window, output, start) from the enhancer to the finisher; None ends it
-        self._finish_q: queue.Queue[tuple[int, _Job | None, list[np.ndarray], np.ndarray, float] | None] \
-            = queue.Queue(maxsize=2)
+        #: outputs from the enhancer to the finisher; None ends it
+        self._finish_q: queue.Queue[_Output | None] = queue.Queue(maxsize=2)
         self._finish_stopped = threading.Event()  # the finisher cannot go on: the enhancer stops too
         self._finisher: threading.Thread | None = None
         self._window: deque[np.ndarray] = deque(maxlen=self.window)
@@ -530,7 +534,7 @@ class LivePipeline:
         finally:
             self._hand_over(None)  # the finisher ends after the outputs queued before this
 
-    def _hand_over(self, item: tuple[int, _Job | None, list[np.ndarray], np.ndarray, float] | None) -> bool:
+    def _hand_over(self, item: _Output | None) -> bool:
         """Queue an output for the finisher (``None``: the end); False once it cannot take more.
 
         Without a finisher (``preview``) the output is written, checked and shown here, at once.
@@ -614,7 +618,7 @@ class LivePipeline:
 
     def _store_enhanced(self, index: int, job: _Job | None, window: list[np.ndarray], out: np.ndarray,
                         start: float) -> bool:
-        """Write one enhanced frame, its check and stats (the finisher); False when enhancement must stop."""
+        """Write one enhanced frame, its check and stats; False when enhancement must stop."""
         status = FrameStatus.LIVE if job is not None else FrameStatus.AFTER
         try:
             self.store.write_enhanced(index, out, status, enhance_start_s=start,
