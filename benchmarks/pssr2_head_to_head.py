@@ -267,23 +267,6 @@ def write_prediction_inputs(task: str, items: list[Any], folder: Path) -> list[d
 # scoring
 
 
-def mean_finite(values: list[Any]) -> float | None:
-    """``evaluate()``'s rule: the mean of the finite values, None without any."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else None
-
-
-def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    from live_pssr.evaluate import METRICS
-
-    out: dict[str, dict[str, float | None]] = {"model": {}, "baseline": {}, "delta": {}}
-    for m in METRICS:
-        a, b = mean_finite([r["model"][m] for r in rows]), mean_finite([r["baseline"][m] for r in rows])
-        out["model"][m], out["baseline"][m] = a, b
-        out["delta"][m] = a - b if a is not None and b is not None else None
-    return out
-
-
 def score_pssr2(items: list[Any], inputs: list[dict[str, Any]], pred_dir: Path, upscale: int) -> list[dict]:
     """Per-item metrics of the PSSR2 predictions (mapped back to the input's units) and the baseline."""
     from live_pssr.evaluate import image_metrics, upsample_bicubic
@@ -396,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"PSSR2 venv: {setup['versions']} ({setup['setup_s']:.0f} s)")
 
     from live_pssr.engines.cache import machine_info
-    from live_pssr.evaluate import build_dataset
+    from live_pssr.evaluate import build_dataset, summarize
     from live_pssr.train.config import load_config
 
     TMP_ROOT.mkdir(parents=True, exist_ok=True)
