@@ -299,19 +299,6 @@ def evaluate_live(model: str | Path, data: str) -> dict[str, Any]:
             "train_threads": t.get("threads"), "eval_s": res["time_s"]}
 
 
-def clean(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def print_table(doc: dict[str, Any]) -> None:
     cols = [("psnr_norm", "PSNRn", 2), ("ssim_norm", "SSIMn", 4), ("psnr", "PSNR", 2), ("ssim", "SSIM", 4)]
 
@@ -379,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"PSSR2 venv: {setup['versions']} ({setup['setup_s']:.0f} s)")
 
     from live_pssr.engines.cache import machine_info
-    from live_pssr.evaluate import build_dataset, summarize
+    from live_pssr.evaluate import build_dataset, json_safe, summarize
     from live_pssr.train.config import load_config
 
     TMP_ROOT.mkdir(parents=True, exist_ok=True)
@@ -482,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             "total_s": round(time.perf_counter() - t_all, 1),
         }
-        doc = clean(doc)
+        doc = json_safe(doc)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print_table(doc)

@@ -264,12 +264,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python."""
+def json_safe(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python, keys -> str."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -455,4 +455,4 @@ def evaluate(
                          "disagreement": _mean([r["tta"]["disagreement"] for r in rows]),
                          "rank_corr": _mean([r["tta"]["rank_corr"] for r in rows])}
     result["time_s"] = round(time.perf_counter() - t0, 3)
-    return _clean(result)
+    return json_safe(result)
