@@ -130,18 +130,28 @@ def brightest_planes(stack: np.ndarray, n: int = YEAST_PLANES, spacing: int = YE
     return sorted(chosen)
 
 
-def mito_train_named() -> list[tuple[str, np.ndarray]]:
-    """Training mitochondria images with names (``file`` or ``file[z=..]``), dark-subtracted float32."""
-    out = [(Path(MITO_TRAIN_FILES[0]).stem, dark_subtracted(_read_real(MITO_TRAIN_FILES[0])))]
-    for name in MITO_TRAIN_FILES[1:]:
-        stack = _read_real(name)
-        out += [(f"{Path(name).stem}[z={z}]", dark_subtracted(stack[z])) for z in brightest_planes(stack)]
+def mito_train_named(files: Iterable[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Training mitochondria images with names (``file`` or ``file[z=..]``), dark-subtracted float32.
+
+    ``files``: a subset of :data:`MITO_TRAIN_FILES` (None = all); stacks give their brightest planes.
+    """
+    wanted = MITO_TRAIN_FILES if files is None else tuple(files)
+    unknown = [f for f in wanted if f not in MITO_TRAIN_FILES]
+    if unknown:
+        raise DataError(f"{unknown} are not mito training files", f"choose from {list(MITO_TRAIN_FILES)}")
+    out: list[tuple[str, np.ndarray]] = []
+    for name in wanted:
+        arr = _read_real(name)
+        if arr.ndim == 2:
+            out.append((Path(name).stem, dark_subtracted(arr)))
+        else:
+            out += [(f"{Path(name).stem}[z={z}]", dark_subtracted(arr[z])) for z in brightest_planes(arr)]
     return out
 
 
-def mito_train_images() -> list[np.ndarray]:
-    """float32 high-SNR mitochondria images for training (never the held-out ones)."""
-    return [img for _, img in mito_train_named()]
+def mito_train_images(files: Iterable[str] | None = None) -> list[np.ndarray]:
+    """float32 high-SNR mitochondria images for training (never the held-out ones); see above."""
+    return [img for _, img in mito_train_named(files)]
 
 
 def mito_holdout_images() -> list[tuple[str, np.ndarray]]:

@@ -594,3 +594,86 @@ def test_fmd_raw_repeats_draw_every_repeat_against_the_mean(real_data) -> None:
                for a, b in zip(draws, again, strict=True))  # seeded
     x0, y0 = plain.sample(np.random.default_rng(0), 64)
     assert x0.shape == y0.shape == (1, 64, 64) and np.isfinite(y0).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# validation on whole images kept out of training (data.val_sources)
+
+
+def test_val_sources_validate_on_their_own_images(image_dir: Path, tmp_path: Path) -> None:
+    """With ``val_sources`` the validation pairs come only from them; provenance says so."""
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    tifffile.imwrite(val_dir / "v.tif", _still_image(9))
+    raw = tiny_config(image_dir, steps=10, val_every=5)
+    raw["data"]["val_sources"] = [
+        {"kind": "images", "paths": [str(val_dir)], "crappifier": {"kind": "pssr-fluo", "scale": 4}}
+    ]
+    cfg = parse_config(raw)
+    vsources, _ = build_sources(cfg, val=True)
+    assert [type(s).__name__ for s in vsources] == ["StillPairs"] and len(vsources[0].images) == 1
+    assert np.corrcoef(vsources[0].images[0].ravel(), _still_image(9).ravel())[0, 1] > 0.999
+    assert [type(s).__name__ for s in build_sources(cfg)[0]] == ["SimPairs", "StillPairs"]
+    # without val_sources the training sources validate (as before)
+    assert len(build_sources(parse_config(tiny_config(image_dir)), val=True)[0]) == 2
+
+    train(cfg, tmp_path / "m.safetensors", ckpt_dir=tmp_path / "ck", progress=False)
+    tr = load_model(tmp_path / "m.safetensors").spec.training
+    assert "kept out of training" in tr["val_note"]
+    assert tr["val_data"] == [{"kind": "images", "weight": 1.0, "images": 1,
+                               "crappifier": tr["val_data"][0]["crappifier"], "paths": [str(val_dir)]}]
+    plain = parse_config(tiny_config(image_dir, steps=4, val_every=2))
+    train(plain, tmp_path / "p.safetensors", ckpt_dir=tmp_path / "ck2", progress=False)
+    tr = load_model(tmp_path / "p.safetensors").spec.training
+    assert "of the training sources" in tr["val_note"] and "val_data" not in tr
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        (lambda c, d: c["data"].update(val_sources=[]), "data.val_sources"),
+        (lambda c, d: c["data"].update(val_sources=[
+            {"kind": "images", "paths": [str(d)], "crappifier": {"kind": "pssr-fluo", "scale": 2}}]),
+         "data.val_sources[0] (images): crappifier scale 2"),
+        (lambda c, d: c["data"].update(val_sources=[
+            {"kind": "images", "paths": [str(d)], "crappifier": {"kind": "pssr-fluo", "scale": 4}}]),
+         "which data.sources also trains on"),
+        (lambda c, d: c["data"]["sources"].append({"kind": "mito", "files": ["mito_mina_test_image.tif"]}),
+         "not a mito training file"),
+    ],
+)
+def test_val_sources_are_validated(image_dir: Path, patch: Any, field: str) -> None:
+    cfg = tiny_config(image_dir)
+    patch(cfg, image_dir)
+    with pytest.raises(ConfigError) as err:
+        parse_config(cfg, "val.yaml")
+    assert field in err.value.message and err.value.hint
+
+
+def test_mito_training_and_validation_files_must_not_overlap(image_dir: Path) -> None:
+    """A mito source without ``files`` reads every training file, so it overlaps any mito val set."""
+    yeast2 = "mito_yeast_ZYX_mitographtools_BuddingYeastGlucose02.tif"
+    cfg = tiny_config(image_dir)
+    cfg["data"]["sources"].append({"kind": "mito", "crappifier": {"kind": "pssr-fluo", "scale": 4}})
+    crap = {"kind": "pssr-fluo", "scale": 4}
+    cfg["data"]["val_sources"] = [{"kind": "mito", "files": [yeast2], "crappifier": crap}]
+    with pytest.raises(ConfigError, match=yeast2):
+        parse_config(cfg)
+    cfg["data"]["sources"][-1]["files"] = ["BPAE_mito_bian.tif"]
+    assert parse_config(cfg).data.val_sources[0].files == [yeast2]
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data folder {REAL_DATA} absent")
+def test_mito_files_subset_reads_only_those_files() -> None:
+    from live_pssr import datasets
+
+    yeast2 = "mito_yeast_ZYX_mitographtools_BuddingYeastGlucose02.tif"
+    names = [n for n, _ in datasets.mito_train_named([yeast2])]
+    assert len(names) == datasets.YEAST_PLANES and all(n.startswith(Path(yeast2).stem) for n in names)
+    every = [n for n, _ in datasets.mito_train_named()]
+    assert set(names) < set(every) and every[0] == "BPAE_mito_bian"
+    with pytest.raises(datasets.DataError, match="not mito training files"):
+        datasets.mito_train_named(["mito_mina_test_image.tif"])
+    v4 = load_config(Path(__file__).resolve().parents[1] / "configs" / "mito-sr4-fast-v4.yaml")
+    vs, _ = build_sources(v4, val=True)
+    assert len(vs) == 1 and len(vs[0].images) == datasets.YEAST_PLANES

@@ -138,6 +138,21 @@ class MitoSourceConfig(CrappifiedSourceBase):
     """The registered real high-SNR mitochondria training images (``datasets.mito_train_images``)."""
 
     kind: Literal["mito"]
+    #: a subset of ``datasets.MITO_TRAIN_FILES`` (None = all): keeps one file out of training so a
+    #: validation source (``data.val_sources``) can judge on whole images the net never saw
+    files: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("files")
+    @classmethod
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        from ..datasets import MITO_TRAIN_FILES
+
+        for name in v or []:
+            if name not in MITO_TRAIN_FILES:
+                raise ValueError(
+                    f"{name!r} is not a mito training file; choose from {list(MITO_TRAIN_FILES)}"
+                )
+        return v
 
 
 class RealSourceConfig(CrappifiedSourceBase):
@@ -233,6 +248,9 @@ class DataConfig(_Strict):
     augment: bool = True
     #: validation pairs drawn once (fixed seed) from the same sources; sim uses unseen specimens
     val_samples: int = Field(32, ge=1, le=10000)
+    #: validate on these sources instead (whole images kept out of ``sources``): the best model is
+    #: then chosen on images it never trained on, not on other crops of its training images
+    val_sources: list[SourceConfig] | None = Field(None, min_length=1)
     #: target normalisation: "input" = in the input's units with the input frame's percentile range
     #: (outputs come back in the data's units); "own" = by the target's own percentiles
     target_norm: Literal["input", "own"] = "input"
@@ -296,8 +314,10 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _cross(self) -> Config:
         s = self.model.upscale
-        for i, src in enumerate(self.data.sources):
-            where = f"data.sources[{i}] ({src.kind})"
+        named = [("data.sources", src) for src in self.data.sources]
+        named += [("data.val_sources", src) for src in self.data.val_sources or []]
+        for i, (field, src) in enumerate(named):
+            where = f"{field}[{i if field == 'data.sources' else i - len(self.data.sources)}] ({src.kind})"
             if isinstance(src, CrappifiedSourceBase):
                 crap = src.crappifier
                 if crap.get("kind") == "randomized" and isinstance(crap.get("base"), dict):
@@ -310,7 +330,30 @@ class Config(_Strict):
                     raise ValueError(f"{where}: FMD pairs are same-size (denoising); needs model.upscale 1")
                 if self.model.in_frames != 1:
                     raise ValueError(f"{where}: FMD has one raw frame per field; needs model.in_frames 1")
+        overlap = _image_files(self.data.sources) & _image_files(self.data.val_sources or [])
+        if overlap:
+            raise ValueError(
+                f"data.val_sources validates on {sorted(overlap)}, which data.sources also trains on: "
+                "keep validation images out of training (e.g. a mito source with 'files' naming the rest)"
+            )
         return self
+
+
+def _image_files(sources: list[Any]) -> set[str]:
+    """The real-data files a list of sources reads (mito: its subset, or all training files)."""
+    from ..datasets import MITO_TRAIN_FILES
+
+    out: set[str] = set()
+    for src in sources:
+        if isinstance(src, MitoSourceConfig):
+            out |= set(src.files or MITO_TRAIN_FILES)
+        elif isinstance(src, RealSourceConfig):
+            out |= set(src.files)
+        elif isinstance(src, ImagesSourceConfig):
+            out |= {str(p) for p in src.paths}
+        elif isinstance(src, FMDSourceConfig):
+            out |= {f"fmd field {f}" for f in src.fields}
+    return out
 
 
 def _loc(err: dict[str, Any]) -> str:

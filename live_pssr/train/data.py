@@ -412,12 +412,16 @@ def load_still_images(paths: Sequence[Path], min_side: int = 16) -> list[np.ndar
 
 
 def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], list[float]]:
-    """Instantiate the config's sources; ``val`` builds the validation variant (unseen sim specimens)."""
+    """Instantiate the config's sources; ``val`` builds the validation variant.
+
+    Validation reads ``data.val_sources`` when the config has them (whole images kept out of
+    training), else the training sources with unseen sim specimens and other crops and noise.
+    """
     m = cfg.model
     norm = (m.norm_low, m.norm_high)
     sources: list[PairSource] = []
     weights: list[float] = []
-    for src in cfg.data.sources:
+    for src in (cfg.data.val_sources or cfg.data.sources) if val else cfg.data.sources:
         if isinstance(src, SimSourceConfig):
             sources.append(
                 SimPairs(
@@ -435,7 +439,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
             if isinstance(src, MitoSourceConfig):
                 from .. import datasets
 
-                images = [np.asarray(im, np.float32) for im in datasets.mito_train_images()]
+                images = [np.asarray(im, np.float32) for im in datasets.mito_train_images(src.files)]
                 if not images:
                     raise ConfigError(
                         "no real mito training images found",

@@ -263,9 +263,10 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None:
         e.copy_(b)
 
 
-def _describe_sources(cfg: Config, sources: list[Any]) -> list[dict[str, Any]]:
+def _describe_sources(cfg: Config, sources: list[Any], val: bool = False) -> list[dict[str, Any]]:
     out = []
-    for scfg, src in zip(cfg.data.sources, sources, strict=True):
+    configs = (cfg.data.val_sources or cfg.data.sources) if val else cfg.data.sources
+    for scfg, src in zip(configs, sources, strict=True):
         d: dict[str, Any] = {"kind": scfg.kind, "weight": scfg.weight}
         if hasattr(src, "powers"):
             d.update(sequences=len(src.powers), laser_powers=[round(p, 4) for p in src.powers])
@@ -277,7 +278,7 @@ def _describe_sources(cfg: Config, sources: list[Any]) -> list[dict[str, Any]]:
             d["fields"] = list(scfg.fields)
         if scfg.kind == "images":
             d["paths"] = [str(p) for p in scfg.paths]
-        if scfg.kind == "real":
+        if scfg.kind in ("real", "mito") and scfg.files:
             d["files"] = list(scfg.files)
         out.append(d)
     return out
@@ -545,7 +546,10 @@ def train(
             "torch": torch.__version__,
             "val": {k: round(v, 4) for k, v in result_val.items()},
             "val_baseline_bicubic": {k: round(v, 4) for k, v in val_base.items()},
-            "val_note": f"{cfg.data.val_samples} fixed crops, normalised units, data range = target range",
+            "val_note": f"{cfg.data.val_samples} fixed crops "
+            + ("of images kept out of training" if cfg.data.val_sources else "of the training sources")
+            + ", normalised units, data range = target range",
+            **({"val_data": _describe_sources(cfg, vsources, val=True)} if cfg.data.val_sources else {}),
             "loss": t.loss,
             "ema": t.ema,
             "history": history,
