@@ -25,8 +25,9 @@ for name in "${MODELS[@]}"; do
   echo "== training $name"
   "$PY" -m live_pssr.train "${args[@]}"
   case "$name" in
-    denoise-*) evals=(--eval fmd-holdout) ;;
-    *) evals=(--eval mito-holdout --eval class-holdout --eval sim-timelapse) ;;
+    denoise-*) evals=(--eval fmd-holdout --failures fmd-holdout) ;;
+    *) evals=(--eval mito-holdout --eval class-holdout --eval sim-timelapse
+              --failures mito-holdout --failures class-holdout) ;;
   esac
   echo "== evaluating $name and writing models/$name.md"
   "$PY" -m live_pssr.train.card "models/$name.safetensors" "${evals[@]}"

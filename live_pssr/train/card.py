@@ -4,7 +4,8 @@
 trainer stored in ``ModelSpec.training``: config, data sources, crappifiers, time, validation
 scores) and renders it as Markdown, with evaluation results (``scores``: data set -> metric ->
 value, e.g. from ``live-pssr evaluate``), the trust signals judged against the truth (``trust``:
-the consistency check's flag rates and error-map rank correlation, TTA) and the config's intended
+the consistency check's flag rates and error-map rank correlation, TTA), each held-out class's
+worst tile with a picture (``failures``, :mod:`live_pssr.train.failures`) and the config's intended
 use and limits. A card is therefore always in step with its weights; ``scripts/train_models.sh``
 rewrites them (``--keep-notes`` keeps a card's hand-written Notes section).
 """
@@ -35,8 +36,13 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 def render_card(
     model_path: str | Path, scores: dict[str, dict[str, Any]] | None = None, notes: str = "",
     trust: dict[str, dict[str, Any]] | None = None,
+    failures: list[dict[str, Any]] | None = None, failures_png: str | None = None,
 ) -> str:
-    """Markdown model card for ``model_path`` (see the module docstring); ``trust``: :func:`trust_rows`."""
+    """Markdown model card for ``model_path`` (see the module docstring); ``trust``: :func:`trust_rows`.
+
+    ``failures``: the rows of :mod:`live_pssr.train.failures` (each class's worst tile), drawn in
+    ``failures_png`` (a path relative to the card).
+    """
     m = load_model(model_path)
     spec, tr = m.spec, m.spec.training
     cfg = tr.get("config", {})
@@ -130,6 +136,24 @@ def render_card(
         ]
         lines += _table([{"data": name, **row} for name, row in trust.items()], ["data", *TRUST_COLUMNS])
         lines += [""]
+    if failures:
+        base = "bicubic" if spec.upscale > 1 else "the raw frame"
+        lines += [
+            "## Known failure modes",
+            "",
+            f"For each held-out image class, the output tile where the model does worst against {base} "
+            "(largest ratio of squared error to the truth, both normalised against the truth over "
+            "the whole image; tiles with signal only). A negative gap means the model loses to "
+            f"{base} there. The picture shows those tiles: raw input, {base}, model, truth and the "
+            "model's error (`python -m live_pssr.train.card MODEL --failures DATA`).",
+            "",
+        ]
+        if failures_png:
+            lines += [f"![worst tile per held-out class]({failures_png})", ""]
+        cols: list[str] = []
+        for row in failures:
+            cols += [c for c in row if c not in cols]
+        lines += _table(failures, cols) + [""]
     if notes:
         lines += [notes.strip(), ""]
     if cfg.get("limits"):
@@ -240,10 +264,11 @@ def write_card(
     notes: str = "",
     out: str | Path | None = None,
     trust: dict[str, dict[str, Any]] | None = None,
+    failures: list[dict[str, Any]] | None = None, failures_png: str | None = None,
 ) -> Path:
     """Write the card next to the model (``NAME.md``) or to ``out``."""
     out = Path(out) if out else Path(model_path).with_suffix(".md")
-    out.write_text(render_card(model_path, scores, notes, trust))
+    out.write_text(render_card(model_path, scores, notes, trust, failures, failures_png))
     return out
 
 
@@ -259,7 +284,8 @@ def card_notes(card: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m live_pssr.train.card MODEL [--eval DATA ...] [--notes TEXT | --keep-notes] [--no-tta]``."""
+    """``python -m live_pssr.train.card MODEL [--eval DATA ...] [--failures DATA ...] [--notes TEXT |
+    --keep-notes] [--no-tta]``."""
     import argparse
 
     ap = argparse.ArgumentParser(description="(Re)write a model card, evaluating the model on --eval data.")
@@ -269,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--notes", default="")
     ap.add_argument("--keep-notes", action="store_true", help="keep the Notes of the card being replaced")
     ap.add_argument("--no-tta", action="store_true", help="leave TTA out of the trust table (faster)")
+    ap.add_argument("--failures", action="append", default=[], metavar="DATA",
+                    help="find each image class's worst tile on DATA (repeatable), draw them to "
+                    "NAME-failures.png and add the card's 'Known failure modes' section")
     args = ap.parse_args(argv)
     notes = args.notes
     if args.keep_notes and not notes:
@@ -278,7 +307,15 @@ def main(argv: list[str] | None = None) -> None:
         results = evaluation_results(args.model, args.eval, tta=not args.no_tta)
         scores = evaluation_rows(args.model, args.eval, results=results)
         trust = trust_rows(results)
-    print(write_card(args.model, scores, notes, trust=trust))
+    failures = png = None
+    if args.failures:
+        from .failures import failure_figure
+
+        model = Path(args.model)
+        png_path = model.with_name(f"{model.stem}-failures.png")
+        failures = [f.row() for f in failure_figure(model, args.failures, png_path)]
+        png = png_path.name
+    print(write_card(args.model, scores, notes, trust=trust, failures=failures, failures_png=png))
 
 
 if __name__ == "__main__":
