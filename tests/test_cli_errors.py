@@ -311,6 +311,10 @@ def test_bench_pipeline_creates_a_missing_dir(capsys, monkeypatch, tmp_path, tin
                      ("preview", True, "engine"), ("preview", True, "pipeline"))]
     assert all(r["ratio_to_engine"] > 0 for r in rows[6:] if r["policy"] == "complete")
     assert rows[3]["tensorstore_fps"] is None or rows[3]["ratio_to_tensorstore"] > 0
+    if rows[3]["tensorstore_fps"] is not None:  # one ratio per interleaved round, their median reported
+        rounds = rows[3]["ratio_to_tensorstore_rounds"]
+        assert len(rounds) == 5
+        assert rows[3]["ratio_to_tensorstore"] == pytest.approx(np.median(rounds), abs=1e-3)
     assert rows[3]["one_writer_fps"] > 0 and rows[3]["fps"] > 0
 
 
