@@ -466,10 +466,13 @@ def test_card_rows_carry_each_image_class():
     """A result with ``by_class`` gives the card one row per class and metric."""
     from live_pssr.train.card import evaluation_rows
 
-    part = {"n_images": 2, "model": {"psnr_norm": 30.0, "ssim_norm": 0.9},
-            "baseline": {"psnr_norm": 27.0, "ssim_norm": 0.7}, "delta": {"psnr_norm": 3.0, "ssim_norm": 0.2}}
+    part = {"n_images": 2, "model": {"psnr": 28.0, "psnr_norm": 30.0, "ssim_norm": 0.9},
+            "baseline": {"psnr": 27.5, "psnr_norm": 27.0, "ssim_norm": 0.7},
+            "delta": {"psnr": 0.5, "psnr_norm": 3.0, "ssim_norm": 0.2}}
     res = {"baseline": "bicubic", "summary": {"model": {}, "baseline": {}, "delta": {}},
            "by_class": {"nuclei": part}}
     rows = evaluation_rows("unused", ["class-holdout"], results={"class-holdout": res})
     assert rows["class-holdout: nuclei (2) psnr_norm"] == {"model": 30.0, "bicubic": 27.0, "delta": 3.0}
     assert rows["class-holdout: nuclei (2) ssim_norm"]["delta"] == 0.2
+    assert rows["class-holdout: nuclei (2) psnr"] == {"model": 28.0, "bicubic": 27.5, "delta": 0.5}  # raw too
+    assert "class-holdout: nuclei (2) ssim" not in rows  # a metric the result lacks gets no row

@@ -248,7 +248,7 @@ def evaluation_rows(model_path: str | Path, data_sets: list[str], seed: int = 0,
             if summ["model"].get(metric) is not None:
                 rows[f"{name}: {metric}"] = _delta_row(summ, base, metric)
         for cls, part in res.get("by_class", {}).items():  # per image class (class-holdout)
-            for metric in ("psnr_norm", "ssim_norm"):
+            for metric in ("psnr", "ssim", "psnr_norm", "ssim_norm"):
                 if part["model"].get(metric) is not None:
                     rows[f"{name}: {cls} ({part['n_images']}) {metric}"] = _delta_row(part, base, metric)
         if "flicker" in res:
