@@ -99,3 +99,31 @@ def test_card_cli_adds_the_failure_section_and_picture(tmp_path: Path) -> None:
     assert "## Known failure modes" in card
     assert "![worst tile per held-out class](mito-sr4-fast-failures.png)" in card
     assert "| mito-holdout | mitochondria |" in card and "model - bicubic (dB)" in card
+
+
+def test_no_failure_when_every_image_is_smaller_than_a_tile(tmp_path: Path) -> None:
+    from live_pssr.train.failures import failure_figure
+
+    hi = _structure(96, 0)
+    lo = np.random.default_rng(0).poisson(hi.reshape(24, 4, 24, 4).mean(axis=(1, 3))).astype(np.float32)
+    ds = EvalSet("small", "24x24 inputs", [EvalItem("s", [lo], hi, image_class="spots")])
+    assert failure_figure(MODEL, [ds], tmp_path / "f.png") == []  # 32-px tiles do not fit
+    assert not (tmp_path / "f.png").exists()
+    assert len(failure_figure(MODEL, [ds], tmp_path / "g.png", tile_input_px=8)) == 1
+
+
+def test_denoising_model_failures_compare_with_the_raw_frame(tmp_path: Path) -> None:
+    """A 1x model's baseline is the raw frame: no bicubic column, and the card says so."""
+    from live_pssr.train.card import render_card
+
+    hi = _structure(128, 3)
+    noisy = np.random.default_rng(3).poisson(hi).astype(np.float32)
+    ds = EvalSet("noisy", "1x", [EvalItem("n", [noisy], hi)])  # no image class: one "all" row
+    denoise = REPO / "models" / "denoise-fast.safetensors"
+    (f,) = find_failures(denoise, [ds])
+    assert f.baseline == "raw input" and f.image_class == "all" and f.size == 32
+    assert list(f.crops) == ["raw input", "model", "truth", "|model - truth|"]
+    assert "model - raw input (dB)" in f.row()
+    card = render_card(denoise, failures=[f.row()], failures_png="x.png")
+    assert "does worst against the raw input" in card and "raw input, model, truth and" in card
+    assert "bicubic" not in card.split("## Known failure modes")[1].split("##")[0]

@@ -633,7 +633,7 @@ def test_val_sources_validate_on_their_own_images(image_dir: Path, tmp_path: Pat
     [
         (lambda c, d: c["data"].update(val_sources=[]), "data.val_sources"),
         (lambda c, d: c["data"].update(val_sources=[
-            {"kind": "images", "paths": [str(d)], "crappifier": {"kind": "pssr-fluo", "scale": 2}}]),
+            {"kind": "images", "paths": [str(d.parent)], "crappifier": {"kind": "pssr-fluo", "scale": 2}}]),
          "data.val_sources[0] (images): crappifier scale 2"),
         (lambda c, d: c["data"].update(val_sources=[
             {"kind": "images", "paths": [str(d)], "crappifier": {"kind": "pssr-fluo", "scale": 4}}]),
@@ -657,8 +657,9 @@ def test_mito_training_and_validation_files_must_not_overlap(image_dir: Path) ->
     cfg["data"]["sources"].append({"kind": "mito", "crappifier": {"kind": "pssr-fluo", "scale": 4}})
     crap = {"kind": "pssr-fluo", "scale": 4}
     cfg["data"]["val_sources"] = [{"kind": "mito", "files": [yeast2], "crappifier": crap}]
-    with pytest.raises(ConfigError, match=yeast2):
+    with pytest.raises(ConfigError, match="which data.sources also trains on") as err:
         parse_config(cfg)
+    assert yeast2 in err.value.message
     cfg["data"]["sources"][-1]["files"] = ["BPAE_mito_bian.tif"]
     assert parse_config(cfg).data.val_sources[0].files == [yeast2]
 
@@ -677,3 +678,55 @@ def test_mito_files_subset_reads_only_those_files() -> None:
     v4 = load_config(Path(__file__).resolve().parents[1] / "configs" / "mito-sr4-fast-v4.yaml")
     vs, _ = build_sources(v4, val=True)
     assert len(vs) == 1 and len(vs[0].images) == datasets.YEAST_PLANES
+
+
+@pytest.mark.parametrize("how", ["same", "file in folder", "relative", "dotdot"])
+def test_val_images_inside_training_folders_are_refused(image_dir: Path, monkeypatch: Any, how: str) -> None:
+    """Paths are compared resolved, and a file inside a training folder overlaps it."""
+    monkeypatch.chdir(image_dir.parent)
+    path = {"same": str(image_dir), "file in folder": str(image_dir / "a.tif"),
+            "relative": image_dir.name, "dotdot": f"{image_dir.name}/../{image_dir.name}"}[how]
+    cfg = tiny_config(image_dir)
+    cfg["data"]["val_sources"] = [{"kind": "images", "paths": [path],
+                                   "crappifier": {"kind": "pssr-fluo", "scale": 4}}]
+    with pytest.raises(ConfigError, match="which data.sources also trains on"):
+        parse_config(cfg)
+
+
+def test_fmd_validation_fields_must_not_overlap_training(image_dir: Path) -> None:
+    """FMD fields are ranges: a validation range inside the training range is refused."""
+    cfg = tiny_config(image_dir)
+    cfg["model"]["upscale"] = 1
+    cfg["data"]["sources"] = [{"kind": "fmd", "fields": [1, 10]}]
+    cfg["data"]["val_sources"] = [{"kind": "fmd", "fields": [3, 5]}]
+    with pytest.raises(ConfigError, match=r"FMD fields \[3, 4, 5\]"):
+        parse_config(cfg)
+    cfg["data"]["sources"] = [{"kind": "fmd", "fields": [1, 8]}]
+    cfg["data"]["val_sources"] = [{"kind": "fmd", "fields": [9, 10]}]
+    assert parse_config(cfg).data.val_sources[0].fields == (9, 10)
+    cfg["data"]["val_sources"] = [{"kind": "fmd", "fields": [9, 12]}]  # 11-20 are the evaluation's
+    with pytest.raises(ConfigError, match="held-out evaluation set"):
+        parse_config(cfg)
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data folder {REAL_DATA} absent")
+def test_validation_on_the_evaluation_images_is_refused(image_dir: Path) -> None:
+    """Choosing the model on the held-out evaluation images would bias its card's scores."""
+    from live_pssr import datasets
+
+    for path in (REAL_DATA / "mito_mina_test_image.tif", REAL_DATA):
+        cfg = tiny_config(image_dir)
+        cfg["data"]["val_sources"] = [{"kind": "images", "paths": [str(path)],
+                                       "crappifier": {"kind": "pssr-fluo", "scale": 4}}]
+        with pytest.raises(ConfigError, match="held-out evaluation data") as err:
+            parse_config(cfg)
+        assert datasets.MITO_HOLDOUT_FILES[1] in err.value.message
+    # a training images source on a real-data file that a mito validation source reads
+    yeast2 = "mito_yeast_ZYX_mitographtools_BuddingYeastGlucose02.tif"
+    cfg = tiny_config(image_dir)
+    cfg["data"]["sources"].append({"kind": "images", "paths": [str(REAL_DATA / yeast2)],
+                                   "crappifier": {"kind": "pssr-fluo", "scale": 4}})
+    cfg["data"]["val_sources"] = [{"kind": "mito", "files": [yeast2],
+                                   "crappifier": {"kind": "pssr-fluo", "scale": 4}}]
+    with pytest.raises(ConfigError, match="which data.sources also trains on"):
+        parse_config(cfg)

@@ -284,6 +284,7 @@ def bench_peers(folder: Path, shape: tuple[int, int], n_frames: int, codec: str,
 
     frames = camera_like_frames(shape)
     ours, serial, ts_fps, az_fps, notes = [], [], [], [], {}
+    per_round: list[float] = []  # ours / tensorstore in the same round
     out = folder / "peers-ours.ome.zarr"
     for _ in range(repeats):
         for writers, acc in ((None, ours), (1, serial)):  # the default pool, and one write at a time
@@ -296,12 +297,13 @@ def bench_peers(folder: Path, shape: tuple[int, int], n_frames: int, codec: str,
             notes[name] = note
             if fps is not None:
                 acc.append(fps)
+                if name == "tensorstore":
+                    per_round.append(ours[-1] / fps)
     o = float(np.median(ours))
     t = float(np.median(ts_fps)) if ts_fps else None
     a = float(np.median(az_fps)) if az_fps else None
-    # each round's ratio (ours / the peer run right after it): the disk's rate drifts between
-    # rounds, so the median of these is steadier than a ratio of medians
-    per_round = [x / y for x, y in zip(ours, ts_fps, strict=False)] if ts_fps else []
+    # the disk's rate drifts between rounds: the median of each round's ratio is steadier than a
+    # ratio of medians
     return {"shape": f"{shape[0]}x{shape[1]}", "frames": n_frames, "codec": codec, "repeats": repeats,
             "fps": o, "one_writer_fps": float(np.median(serial)), "tensorstore_fps": t, "acquire_zarr_fps": a,
             "ratio_to_tensorstore": float(np.median(per_round)) if per_round else None,

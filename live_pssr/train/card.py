@@ -77,6 +77,10 @@ def render_card(
         if "crappifier" in d:
             line += f"; crappifier `{json.dumps(d['crappifier'], sort_keys=True)}`"
         lines.append(line)
+    for d in tr.get("val_data", []):  # validation on images kept out of training
+        files = d.get("files") or d.get("paths") or d.get("fields") or ""
+        lines.append(f"- validation only (never trained on): **{d['kind']}** {files}"
+                     + (f", {d['images']} images" if "images" in d else ""))
     lines += [
         "",
         "Held out of training: the `mito-holdout` images (HeLa mito channel, MiNA test image) "
@@ -137,15 +141,16 @@ def render_card(
         lines += _table([{"data": name, **row} for name, row in trust.items()], ["data", *TRUST_COLUMNS])
         lines += [""]
     if failures:
-        base = "bicubic" if spec.upscale > 1 else "the raw frame"
+        base = "bicubic" if spec.upscale > 1 else "the raw input"
+        shown = "raw input, bicubic, model, truth" if spec.upscale > 1 else "raw input, model, truth"
         lines += [
             "## Known failure modes",
             "",
-            f"For each held-out image class, the output tile where the model does worst against {base} "
-            "(largest ratio of squared error to the truth, both normalised against the truth over "
-            "the whole image; tiles with signal only). A negative gap means the model loses to "
-            f"{base} there. The picture shows those tiles: raw input, {base}, model, truth and the "
-            "model's error (`python -m live_pssr.train.card MODEL --failures DATA`).",
+            f"For each held-out image class, the output tile where the model does worst against {base}: "
+            f"the largest ratio of the model's mean squared error to {base}'s, both against the truth "
+            "and normalised to it over the whole image, among tiles with signal. A negative gap "
+            f"means the model loses to {base} there. The picture shows those tiles ({shown} and "
+            "the model's error; `python -m live_pssr.train.card MODEL --failures DATA`).",
             "",
         ]
         if failures_png:
@@ -313,8 +318,11 @@ def main(argv: list[str] | None = None) -> None:
 
         model = Path(args.model)
         png_path = model.with_name(f"{model.stem}-failures.png")
-        failures = [f.row() for f in failure_figure(model, args.failures, png_path)]
-        png = png_path.name
+        found = failure_figure(model, args.failures, png_path)
+        if found:
+            failures, png = [f.row() for f in found], png_path.name
+        else:
+            print(f"no image of {', '.join(args.failures)} is as large as one tile: no failure section")
     print(write_card(args.model, scores, notes, trust=trust, failures=failures, failures_png=png))
 
 

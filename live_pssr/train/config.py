@@ -330,30 +330,56 @@ class Config(_Strict):
                     raise ValueError(f"{where}: FMD pairs are same-size (denoising); needs model.upscale 1")
                 if self.model.in_frames != 1:
                     raise ValueError(f"{where}: FMD has one raw frame per field; needs model.in_frames 1")
-        overlap = _image_files(self.data.sources) & _image_files(self.data.val_sources or [])
-        if overlap:
-            raise ValueError(
-                f"data.val_sources validates on {sorted(overlap)}, which data.sources also trains on: "
-                "keep validation images out of training (e.g. a mito source with 'files' naming the rest)"
-            )
+        if self.data.val_sources:
+            _check_validation_apart(self.data.sources, self.data.val_sources)
         return self
 
 
-def _image_files(sources: list[Any]) -> set[str]:
-    """The real-data files a list of sources reads (mito: its subset, or all training files)."""
-    from ..datasets import MITO_TRAIN_FILES
+def _read_paths(sources: list[Any]) -> tuple[list[Path], set[int]]:
+    """The files/folders (resolved) and FMD fields a list of sources reads."""
+    from ..datasets import MITO_TRAIN_FILES, real_data_dir
 
-    out: set[str] = set()
+    root = real_data_dir() or Path("<real-data folder>")
+    paths: list[Path] = []
+    fields: set[int] = set()
     for src in sources:
         if isinstance(src, MitoSourceConfig):
-            out |= set(src.files or MITO_TRAIN_FILES)
+            paths += [(root / f).resolve() for f in src.files or MITO_TRAIN_FILES]
         elif isinstance(src, RealSourceConfig):
-            out |= set(src.files)
+            paths += [(root / f).resolve() for f in src.files]
         elif isinstance(src, ImagesSourceConfig):
-            out |= {str(p) for p in src.paths}
+            paths += [Path(p).expanduser().resolve() for p in src.paths]
         elif isinstance(src, FMDSourceConfig):
-            out |= {f"fmd field {f}" for f in src.fields}
-    return out
+            fields |= set(range(src.fields[0], src.fields[1] + 1))
+    return paths, fields
+
+
+def _nested(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def _check_validation_apart(train: list[Any], val: list[Any]) -> None:
+    """Refuse validation data that training also reads, or that the held-out evaluation uses."""
+    from ..datasets import MITO_HOLDOUT_FILES, real_data_dir
+
+    tp, tf = _read_paths(train)
+    vp, vf = _read_paths(val)
+    shared = sorted({str(v) for v in vp for t in tp if _nested(v, t)})
+    if tf & vf:
+        shared.append(f"FMD fields {sorted(tf & vf)}")
+    if shared:
+        raise ValueError(
+            f"data.val_sources validates on {shared}, which data.sources also trains on: keep "
+            "validation images out of training (e.g. a mito source with 'files' naming the rest)"
+        )
+    root = real_data_dir()
+    held = [(root / f).resolve() for f in MITO_HOLDOUT_FILES] if root else []
+    bad = sorted({str(h) for h in held for v in vp if _nested(h, v)})
+    if bad:  # (FMD sources refuse fields 11-20 themselves)
+        raise ValueError(
+            f"data.val_sources reads the held-out evaluation data ({bad}): "
+            "choosing the model on its own test images biases its scores; validate on other images"
+        )
 
 
 def _loc(err: dict[str, Any]) -> str:

@@ -5,7 +5,8 @@ held-out sets, for the tile where the model does worst *against bicubic* (the ba
 would otherwise look at): both images are normalised against the truth over the whole image
 (:func:`live_pssr.metrics.normalize_pair`, as the card's ``_norm`` scores), each tile's mean
 squared error is taken, and the tile with the largest ``MSE(model) / MSE(bicubic)`` among tiles
-with signal (the truth's tile range above ``min_signal`` of the image's) is that class's failure.
+with signal (the truth's range in the tile at least ``min_signal`` of the largest tile range of
+that image) is that class's failure. Images smaller than one tile are left out.
 Its PSNR gap (model minus bicubic on the tile, dB) says how bad it is: negative means the model
 loses to plain interpolation there (it erased or invented structure).
 
@@ -166,10 +167,12 @@ def draw(failures: Sequence[Failure], out_png: str | Path, title: str = "") -> P
 
 def failure_figure(model: Any, data_sets: Sequence[Any], out_png: str | Path,
                    tile_input_px: int = TILE_INPUT_PX, seed: int = 0) -> list[Failure]:
-    """Find each class's worst tile on ``data_sets`` and draw them into ``out_png``."""
+    """Find each class's worst tile on ``data_sets`` and draw them into ``out_png`` (not written,
+    and ``[]`` returned, when no image is as large as one tile)."""
     failures = find_failures(model, data_sets, tile_input_px, seed)
-    name = Path(str(model)).stem if isinstance(model, str | Path) else getattr(model.spec, "name", "")
-    draw(failures, out_png, f"{name}: worst tile per held-out class")
+    if failures:  # none when no image is as large as one tile: no picture
+        name = Path(str(model)).stem if isinstance(model, str | Path) else getattr(model.spec, "name", "")
+        draw(failures, out_png, f"{name}: worst tile per held-out class")
     return failures
 
 
