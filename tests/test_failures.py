@@ -62,7 +62,7 @@ def test_failure_figure_draws_each_class_worst_tile(tmp_path: Path) -> None:
 
     model = load_model(MODEL)
     ds = _eval_set()
-    failures = find_failures(model, [ds], tile_input_px=16)
+    failures = find_failures(model, [ds], tile_px=64)
     assert [(f.data, f.image_class) for f in failures] == [("synthetic", "filaments"), ("synthetic", "spots")]
     outs: dict[str, np.ndarray] = {}
     evaluate(model, ds, progress=False, consistency=False, on_item=lambda it, o: outs.__setitem__(it.name, o))
@@ -107,9 +107,9 @@ def test_no_failure_when_every_image_is_smaller_than_a_tile(tmp_path: Path) -> N
     hi = _structure(96, 0)
     lo = np.random.default_rng(0).poisson(hi.reshape(24, 4, 24, 4).mean(axis=(1, 3))).astype(np.float32)
     ds = EvalSet("small", "24x24 inputs", [EvalItem("s", [lo], hi, image_class="spots")])
-    assert failure_figure(MODEL, [ds], tmp_path / "f.png") == []  # 32-px tiles do not fit
+    assert failure_figure(MODEL, [ds], tmp_path / "f.png") == []  # 128-px tiles do not fit
     assert not (tmp_path / "f.png").exists()
-    assert len(failure_figure(MODEL, [ds], tmp_path / "g.png", tile_input_px=8)) == 1
+    assert len(failure_figure(MODEL, [ds], tmp_path / "g.png", tile_px=32)) == 1
 
 
 def test_denoising_model_failures_compare_with_the_raw_frame(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_denoising_model_failures_compare_with_the_raw_frame(tmp_path: Path) -> 
     ds = EvalSet("noisy", "1x", [EvalItem("n", [noisy], hi)])  # no image class: one "all" row
     denoise = REPO / "models" / "denoise-fast.safetensors"
     (f,) = find_failures(denoise, [ds])
-    assert f.baseline == "raw input" and f.image_class == "all" and f.size == 32
+    assert f.baseline == "raw input" and f.image_class == "all" and f.size == 128
     assert list(f.crops) == ["raw input", "model", "truth", "|model - truth|"]
     assert "model - raw input (dB)" in f.row()
     card = render_card(denoise, failures=[f.row()], failures_png="x.png")

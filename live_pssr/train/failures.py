@@ -27,8 +27,8 @@ import numpy as np
 
 from .. import metrics
 
-#: tile side in camera (input) pixels
-TILE_INPUT_PX = 32
+#: tile side in output pixels (32 camera pixels of a 4x model; a 1x model's tiles are as large)
+TILE_PX = 128
 
 
 @dataclass
@@ -90,15 +90,16 @@ def worst_tiles(pred: np.ndarray, base: np.ndarray, truth: np.ndarray, tile: int
     return sorted(out, key=lambda r: -r[0])
 
 
-def find_failures(model: Any, data_sets: Sequence[Any], tile_input_px: int = TILE_INPUT_PX,
+def find_failures(model: Any, data_sets: Sequence[Any], tile_px: int = TILE_PX,
                   seed: int = 0) -> list[Failure]:
-    """The worst tile of each image class of ``data_sets`` (names or :class:`EvalSet`)."""
+    """The worst ``tile_px``-square output tile of each image class of ``data_sets`` (names or
+    :class:`EvalSet`); ``tile_px`` is rounded down to a multiple of the model's upscale."""
     from ..evaluate import evaluate, upsample_bicubic
     from ..modelio import load_model
 
     loaded = load_model(model) if isinstance(model, str | Path) else model
     up = loaded.spec.upscale
-    size = tile_input_px * up
+    size = max(up, tile_px - tile_px % up)
     best: dict[tuple[str, str], Failure] = {}
     for data in data_sets:
         seen: list[tuple[Any, np.ndarray]] = []
@@ -166,14 +167,14 @@ def draw(failures: Sequence[Failure], out_png: str | Path, title: str = "") -> P
 
 
 def failure_figure(model: Any, data_sets: Sequence[Any], out_png: str | Path,
-                   tile_input_px: int = TILE_INPUT_PX, seed: int = 0) -> list[Failure]:
+                   tile_px: int = TILE_PX, seed: int = 0) -> list[Failure]:
     """Find each class's worst tile on ``data_sets`` and draw them into ``out_png`` (not written,
     and ``[]`` returned, when no image is as large as one tile)."""
-    failures = find_failures(model, data_sets, tile_input_px, seed)
+    failures = find_failures(model, data_sets, tile_px, seed)
     if failures:  # none when no image is as large as one tile: no picture
         name = Path(str(model)).stem if isinstance(model, str | Path) else getattr(model.spec, "name", "")
         draw(failures, out_png, f"{name}: worst tile per held-out class")
     return failures
 
 
-__all__ = ["Failure", "TILE_INPUT_PX", "draw", "failure_figure", "find_failures", "worst_tiles"]
+__all__ = ["Failure", "TILE_PX", "draw", "failure_figure", "find_failures", "worst_tiles"]
