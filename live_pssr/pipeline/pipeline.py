@@ -24,12 +24,14 @@ writer thread at the first frame, never on the caller's thread. The path is clai
 pipeline is made (:mod:`live_pssr.store.claim`), so a second writer is refused at once.
 
 Raw writes: the raw writer thread takes frames from the queue in order and hands each to a
-small pool (``StoreSpec.raw_writers`` threads, default 8) that encodes and writes its chunk file;
-as the writes complete it appends the frames in index order (the contiguous prefix written), and
-only then takes them off the queue. A frame is therefore in memory until its chunk is on disk, the
-durability budget and the rescue see exactly what they saw with one writer, and a failed write
-stops the appends at that frame (the frames after it, written or not, are rescued from memory).
-At 2048² a 4 MB write waits mostly on the kernel's writeback; writes in parallel overlap that.
+small pool (``StoreSpec.raw_writers`` threads, default 8; up to twice as many frames handed over
+at once) that encodes and writes its chunk file; as the writes complete it appends the frames in
+index order (the contiguous prefix written), and only then takes them off the queue. A frame is
+therefore in memory until its chunk is on disk, the durability budget and the rescue see exactly
+what they saw with one writer, and a failed write stops the appends at that frame (the frames
+after it, written or not, are rescued from memory). At 2048² a 4 MB write waits mostly on the
+kernel's writeback; writes in parallel overlap that, and the writer thread wakes for a new frame
+or a finished write alike, so one slow write never idles the writers behind it.
 
 The raw queue never drops a frame: if the disk is slower than the camera for long enough to fill
 ``max_raw_queue_bytes``, ``submit`` waits (back-pressure, never with an empty queue) rather than
@@ -417,20 +419,33 @@ class LivePipeline:
                 self._raw_cv.notify_all()
 
     def _write_raw_frames(self) -> None:
-        """Write the queue's frames through the pool, append them in order (module docstring)."""
+        """Write the queue's frames through the pool, append them in order (module docstring).
+
+        Up to ``2 * raw_writers`` frames are handed to the pool at once (the pool runs
+        ``raw_writers`` of them; the rest wait there with no buffer of their own), and the loop
+        sleeps until a new frame arrives or the oldest write in flight completes: a slow write
+        never keeps the idle writers from the frames behind it.
+        """
         from concurrent.futures import Future, ThreadPoolExecutor
 
         width = self.spec.raw_writers
+        window = 2 * width
         pool = ThreadPoolExecutor(width, thread_name_prefix="live-pssr-raw-io")
         inflight: deque[tuple[Frame, float, Future[int]]] = deque()  # = self._raw_q[:len(inflight)]
+
+        def wake(_: Future[int]) -> None:
+            with self._raw_cv:
+                self._raw_cv.notify_all()
+
         try:
             while True:
                 with self._raw_cv:
-                    while not self._raw_q and not self._acq_done.is_set():  # (inflight is in it)
+                    while not ((len(self._raw_q) > len(inflight) and len(inflight) < window)
+                               or (inflight and inflight[0][2].done())):
+                        if not self._raw_q and self._acq_done.is_set():
+                            return  # acquisition over and everything written
                         self._raw_cv.wait(0.05)
-                    if not self._raw_q:
-                        return  # acquisition over and everything written
-                    fresh = list(itertools.islice(self._raw_q, len(inflight), width))
+                    fresh = list(itertools.islice(self._raw_q, len(inflight), window))
                 if self._hard_failure:
                     return  # the store failed: nothing more can be written
                 if self.store is None:
@@ -441,8 +456,10 @@ class LivePipeline:
                         self._fail(err)
                         return
                 for frame, received in fresh:
-                    inflight.append((frame, received, pool.submit(self.store.write_raw_chunk, frame)))
-                if not self._append_written(inflight, block=not fresh or len(inflight) >= width):
+                    future = pool.submit(self.store.write_raw_chunk, frame)
+                    inflight.append((frame, received, future))
+                    future.add_done_callback(wake)
+                if not self._append_written(inflight, block=False):
                     return
         finally:
             pool.shutdown(wait=True)  # no write of this run outlives its writer
