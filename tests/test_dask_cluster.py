@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -234,3 +236,61 @@ def test_a_run_store_output_is_refused_for_a_cluster_before_connecting(tmp_path,
         enhance_file(inp, tmp_path / "o.ome.zarr", model=tiny_model_path, engine="torch",
                      scheduler=f"tcp://127.0.0.1:{_free_port()}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+# ------------------------------------------------------------------------- the workers' allocator
+def _tuned_on_worker() -> tuple[bool | None, str | None]:
+    from live_pssr.offline import work
+
+    return work._allocator_tuned, os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_cluster_workers_get_the_mmap_threshold_back(tmp_path, stack, tiny_model_path, shared_cluster):
+    """A nanny starts workers with MALLOC_TRIM_THRESHOLD_ set; their first block raises the mmap
+    threshold it froze (and the in-process run, without that variable, is left alone)."""
+    cluster, client = shared_cluster
+    inp = _tif(tmp_path / "in.tif", stack, "TYX")
+    enhance_file(inp, tmp_path / "out.zarr", model=tiny_model_path, engine="torch", block=BLOCK,
+                 scheduler=cluster.scheduler_address)
+    states = client.run(_tuned_on_worker)
+    assert states and all(env is not None for _, env in states.values())  # dask's own setting
+    assert any(tuned is True for tuned, _ in states.values())  # every worker that ran a block
+    assert all(tuned in (True, None) for tuned, _ in states.values())
+
+
+ALLOC_PROBE = """
+import resource
+import torch
+from live_pssr.offline.work import tune_worker_allocator
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(100):
+        a = torch.ones(6 << 18)  # 6 MB, as a 256x256x24 activation
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+untuned = faults()
+tuned = tune_worker_allocator()
+print(untuned, faults(), tuned)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_raised_mmap_threshold_stops_page_faults_on_every_buffer(tmp_path):
+    """The real effect, in a fresh process as a nanny starts it: with MALLOC_TRIM_THRESHOLD_ set,
+    every 6 MB buffer faults its pages in again; after tuning they are reused from the heap."""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    out = subprocess.run([sys.executable, "-c", ALLOC_PROBE], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    untuned, tuned_faults, tuned = int(out[0]), int(out[1]), out[2]
+    assert tuned == "True"
+    assert untuned > 20 * 1000, untuned  # ~1500 page faults per buffer
+    assert tuned_faults < untuned / 5, (untuned, tuned_faults)  # mostly the first buffer's pages
+    # without the nanny's variable (or with the user's own mmap threshold) nothing is changed
+    for extra in ({}, {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "1048576"}):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | extra
+        out = subprocess.run([sys.executable, "-c", ALLOC_PROBE], env=env, capture_output=True,
+                             text=True, timeout=120, check=True).stdout.split()
+        assert out[2] == "False"

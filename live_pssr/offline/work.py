@@ -9,6 +9,15 @@ writes its maps), and returns a :class:`BlockDone` (frames done, their check rec
 their model, engine and file handles per thread (:func:`worker_resources`), so the model is
 loaded once per worker, not per block.
 
+A dask nanny starts its worker processes with ``MALLOC_TRIM_THRESHOLD_=65536``
+(``distributed.nanny.pre-spawn-environ``). Setting it switches off glibc's dynamic mmap threshold,
+so every buffer above 128 KiB (each activation of the network: 6 MB at 256² and width 24) is a
+fresh ``mmap`` whose pages fault in on every call (and a heap top above 64 KiB is handed back
+at once). :func:`tune_worker_allocator` (once per worker process, when that variable is set and
+``MALLOC_MMAP_THRESHOLD_`` is not) raises the mmap threshold to 32 MiB, glibc's largest, and the
+trim threshold to 128 MiB, so such buffers are reused from the heap (a worker keeps at most
+128 MiB of freed memory for that).
+
 Per frame, enhancement is :class:`~live_pssr.enhancer.Enhancer`'s: percentile normalisation of
 every input frame, the engine (wrapped in :class:`~live_pssr.engines.AutoTileEngine` for frames larger
 than the tile), and mapping back with the *target* frame's range. Multi-frame models get the
@@ -153,11 +162,37 @@ def make_job_engine(model: Any, job: EnhanceJob) -> Any:
     return select_engine(model, engine_shape(job), name=job.engine, device=job.device)
 
 
+#: glibc's mallopt parameters: the mmap threshold (at most HEAP_MAX_SIZE / 2 on 64-bit Linux)
+#: and how much free memory at the heap's top is kept rather than returned to the system
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX, WORKER_TRIM_THRESHOLD = 32 << 20, 128 << 20
+_allocator_tuned: bool | None = None
+
+
+def tune_worker_allocator() -> bool:
+    """Raise glibc's mmap threshold where a dask nanny's ``MALLOC_TRIM_THRESHOLD_`` froze it
+    (module docstring); True when it was raised (once per process; a no-op elsewhere)."""
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = False
+        if "MALLOC_TRIM_THRESHOLD_" in os.environ and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None)
+                _allocator_tuned = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+                                        and libc.mallopt(M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD))
+            except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+                pass
+    return _allocator_tuned
+
+
 def worker_resources(job: EnhanceJob) -> WorkerResources:
     """This thread's enhancer, input handle and output handle for ``job`` (built once per thread)."""
     key = (job.token, threading.get_ident())
     res = _cache.get(key)
     if res is None:
+        tune_worker_allocator()
         _quiet_zarr_leftovers()
         if job.threads is not None:  # dask process workers start with torch's default
             import torch
@@ -314,6 +349,7 @@ __all__ = [
     "release_job",
     "release_resources",
     "torch_threads",
+    "tune_worker_allocator",
     "window_indices",
     "worker_resources",
 ]
