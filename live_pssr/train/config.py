@@ -251,6 +251,10 @@ class DataConfig(_Strict):
     #: validate on these sources instead (whole images kept out of ``sources``): the best model is
     #: then chosen on images it never trained on, not on other crops of its training images
     val_sources: list[SourceConfig] | None = Field(None, min_length=1)
+
+    def source_configs(self, val: bool = False) -> list[SourceConfig]:
+        """The sources training (``val=False``) or validation reads."""
+        return (self.val_sources or self.sources) if val else self.sources
     #: target normalisation: "input" = in the input's units with the input frame's percentile range
     #: (outputs come back in the data's units); "own" = by the target's own percentiles
     target_norm: Literal["input", "own"] = "input"

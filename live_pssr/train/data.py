@@ -421,7 +421,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
     norm = (m.norm_low, m.norm_high)
     sources: list[PairSource] = []
     weights: list[float] = []
-    for src in (cfg.data.val_sources or cfg.data.sources) if val else cfg.data.sources:
+    for src in cfg.data.source_configs(val):
         if isinstance(src, SimSourceConfig):
             sources.append(
                 SimPairs(

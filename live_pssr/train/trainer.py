@@ -265,8 +265,7 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None:
 
 def _describe_sources(cfg: Config, sources: list[Any], val: bool = False) -> list[dict[str, Any]]:
     out = []
-    configs = (cfg.data.val_sources or cfg.data.sources) if val else cfg.data.sources
-    for scfg, src in zip(configs, sources, strict=True):
+    for scfg, src in zip(cfg.data.source_configs(val), sources, strict=True):
         d: dict[str, Any] = {"kind": scfg.kind, "weight": scfg.weight}
         if hasattr(src, "powers"):
             d.update(sequences=len(src.powers), laser_powers=[round(p, 4) for p in src.powers])
