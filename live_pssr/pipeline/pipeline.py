@@ -459,17 +459,16 @@ class LivePipeline:
                     future = pool.submit(self.store.write_raw_chunk, frame)
                     inflight.append((frame, received, future))
                     future.add_done_callback(wake)
-                if not self._append_written(inflight, block=False):
+                if not self._append_written(inflight):
                     return
         finally:
             pool.shutdown(wait=True)  # no write of this run outlives its writer
 
-    def _append_written(self, inflight: deque, block: bool) -> bool:
-        """Append the written prefix of ``inflight`` (waiting for its first write if ``block``);
-        False when a write failed (the run is failed; the frames from there on stay queued)."""
+    def _append_written(self, inflight: deque) -> bool:
+        """Append the written prefix of ``inflight`` (the writes already done, in order); False
+        when a write failed (the run is failed; the frames from there on stay queued)."""
         store = self.store
-        while inflight and (block or inflight[0][2].done()):
-            block = False
+        while inflight and inflight[0][2].done():
             frame, received, future = inflight[0]
             try:
                 nbytes = future.result()
