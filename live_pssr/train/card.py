@@ -13,6 +13,7 @@ rewrites them (``--keep-notes`` keeps a card's hand-written Notes section).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return out
+
+
+def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Every key of ``rows``, in first-seen order (a table's columns)."""
+    cols: list[str] = []
+    for row in rows:
+        cols += [c for c in row if c not in cols]
+    return cols
 
 
 def render_card(
@@ -126,9 +135,7 @@ def render_card(
             "fit; flicker: frame-to-frame change relative to the truth's, lower is steadier):",
             "",
         ]
-        cols: list[str] = []
-        for row in scores.values():
-            cols += [c for c in row if c not in cols]
+        cols = _columns(scores.values())
         rows = [{"data / metric": name, **row} for name, row in scores.items()]
         lines += _table(rows, ["data / metric", *cols]) + [""]
     if trust:
@@ -155,10 +162,7 @@ def render_card(
         ]
         if failures_png:
             lines += [f"![worst tile per held-out class]({failures_png})", ""]
-        cols: list[str] = []
-        for row in failures:
-            cols += [c for c in row if c not in cols]
-        lines += _table(failures, cols) + [""]
+        lines += _table(failures, _columns(failures)) + [""]
     if notes:
         lines += [notes.strip(), ""]
     if cfg.get("limits"):

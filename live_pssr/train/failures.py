@@ -71,17 +71,19 @@ def worst_tiles(pred: np.ndarray, base: np.ndarray, truth: np.ndarray, tile: int
     """
     p, t = metrics.normalize_pair(pred, truth)
     b, _ = metrics.normalize_pair(base, truth)
+    return _rank_tiles(p, b, t, tile, min_signal)
+
+
+def _rank_tiles(p: np.ndarray, b: np.ndarray, t: np.ndarray, tile: int,
+                min_signal: float = 0.25) -> list[tuple[float, int, int, float, float]]:
+    """:func:`worst_tiles` on prediction, baseline and truth already normalised to the truth."""
     ny, nx = t.shape[0] // tile, t.shape[1] // tile
     if ny == 0 or nx == 0:
         return []
-
-    def tiles(a: np.ndarray) -> np.ndarray:
-        return a[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile).swapaxes(1, 2)
-
-    tt = tiles(t)
-    span = tt.max(axis=(2, 3)) - tt.min(axis=(2, 3))
-    mse_p = ((tiles(p) - tt) ** 2).mean(axis=(2, 3))
-    mse_b = ((tiles(b) - tt) ** 2).mean(axis=(2, 3))
+    tt = t[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile)
+    span = tt.max(axis=(1, 3)) - tt.min(axis=(1, 3))
+    mse_p = metrics.tile_means((p - t) ** 2, tile)
+    mse_b = metrics.tile_means((b - t) ** 2, tile)
     keep = span >= min_signal * span.max()
     out = []
     for i, j in zip(*np.nonzero(keep), strict=True):
@@ -107,16 +109,15 @@ def find_failures(model: Any, data_sets: Sequence[Any], tile_px: int = TILE_PX,
                        on_item=lambda item, out, seen=seen: seen.append((item, out)))
         for item, out in seen:
             raw = item.inputs[-1]
-            base = upsample_bicubic(raw, up)
-            ranked = worst_tiles(out, base, item.target, size)
+            pn, tn = metrics.normalize_pair(out, item.target)
+            bn, _ = metrics.normalize_pair(upsample_bicubic(raw, up), item.target)
+            ranked = _rank_tiles(pn, bn, tn, size)
             if not ranked:
                 continue
             ratio, y, x, pm, pb = ranked[0]
             key = (res["data"], item.image_class or "all")
             if key in best and best[key].psnr_bicubic - best[key].psnr_model >= pb - pm:
                 continue
-            pn, tn = metrics.normalize_pair(out, item.target)
-            bn, _ = metrics.normalize_pair(base, item.target)
             rs = slice(y // up, (y + size) // up), slice(x // up, (x + size) // up)
             win = slice(y, y + size), slice(x, x + size)
             crops = {"raw input": np.kron(raw[rs], np.ones((up, up), np.float32))}
