@@ -448,6 +448,7 @@ NEW_TRAINING = {
         "kind": "randomized", "base": {"kind": "pssr-fluo", "scale": 4},
         "ranges": {"var_factor": [0.2, 1.0], "pre_blur_px": [0.0, 1.0]}}),
     "ema": lambda c: c["train"].update(ema=0.9),
+    "zoom": lambda c: c["data"].update(zoom=[0.5, 1.0]),
 }
 
 
@@ -511,6 +512,36 @@ def test_intensity_augmentation_is_seeded_and_within_its_ranges(image_dir: Path)
     assert val.image(0, 3) is val.images[0]
 
 
+def test_zoom_augmentation_resamples_within_its_range_seeded_and_only_in_training(
+    image_dir: Path,
+) -> None:
+    from live_pssr.train.data import zoom_out
+
+    raw = tiny_config(image_dir)
+    raw["data"]["sources"] = raw["data"]["sources"][1:]
+    raw["data"]["zoom"] = [0.5, 1.0]
+    cfg = parse_config(raw)
+    still = build_sources(cfg)[0][0]
+    base = still.images[0]
+    sides = set()
+    for period in range(12):
+        img = still.image(0, period)
+        assert np.array_equal(img, still.image(0, period))  # seeded: the same period, the same image
+        f = img.shape[0] / base.shape[0]
+        assert 0.5 - 4 / base.shape[0] <= f <= 1.0 and img.shape[0] % 4 == 0 and img.shape[1] % 4 == 0
+        assert abs(img.mean() - base.mean()) < 0.1 * base.mean()  # resampled, not rescaled in intensity
+        sides.add(img.shape)
+        x, y = still.sample(np.random.default_rng(period), 16, period * still.refresh)
+        assert y.shape[-1] == 4 * x.shape[-1]  # crops cut from the resampled image
+    assert len(sides) > 6
+    val = build_sources(cfg, val=True)[0][0]
+    assert val.image(0, 3) is val.images[0]  # validation never zooms
+    # anti-aliased: a pixel-scale checkerboard averages out instead of aliasing into stripes
+    board = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)
+    small = zoom_out(board, 0.5, 4)
+    assert small.shape == (32, 32) and small.std() < 0.1 * board.std()
+
+
 def test_fine_tuning_starts_from_the_init_model(image_dir: Path, tmp_path: Path) -> None:
     base = parse_config(tiny_config(image_dir, steps=3))
     train(base, tmp_path / "base.safetensors", ckpt_dir=tmp_path / "ck0", progress=False)
@@ -533,6 +564,7 @@ def test_fine_tuning_starts_from_the_init_model(image_dir: Path, tmp_path: Path)
         (lambda c: c["train"].update(ema=1.5), "train.ema"),
         (lambda c: c["train"].update(ssim_weight=2), "train.ssim_weight"),
         (lambda c: c["data"].update(intensity={"gamma": [2.0, 1.0]}), "gamma must be"),
+        (lambda c: c["data"].update(zoom=[0.5, 2.0]), "zoom must be"),
         (lambda c: c["data"].update(intensity={"contrast": [1, 2]}), "data.intensity.contrast"),
         (lambda c: c["data"]["sources"][1].update(crappifier={
             "kind": "randomized", "base": {"kind": "pssr-fluo", "scale": 2}, "ranges": {}}),

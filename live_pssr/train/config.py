@@ -251,10 +251,6 @@ class DataConfig(_Strict):
     #: validate on these sources instead (whole images kept out of ``sources``): the best model is
     #: then chosen on images it never trained on, not on other crops of its training images
     val_sources: list[SourceConfig] | None = Field(None, min_length=1)
-
-    def source_configs(self, val: bool = False) -> list[SourceConfig]:
-        """The sources training (``val=False``) or validation reads."""
-        return (self.val_sources or self.sources) if val else self.sources
     #: target normalisation: "input" = in the input's units with the input frame's percentile range
     #: (outputs come back in the data's units); "own" = by the target's own percentiles
     target_norm: Literal["input", "own"] = "input"
@@ -262,6 +258,21 @@ class DataConfig(_Strict):
     min_foreground: float = Field(0.0, ge=0, le=1)
     #: intensity/contrast augmentation (None = none)
     intensity: IntensityAugConfig | None = None
+    #: resample each high-quality still image to a factor drawn log-uniformly from this range (per
+    #: image and pool refresh, before it is crappified; still sources, training only): the same
+    #: structures at coarser pixel sizes, as other microscopes sample them. At most 1: enlarging
+    #: would blur the target.
+    zoom: tuple[float, float] = (1.0, 1.0)
+
+    @field_validator("zoom")
+    @classmethod
+    def _zoom(cls, v: tuple[float, float]) -> tuple[float, float]:
+        _range(v, "zoom", 0.1, 1.0)
+        return v
+
+    def source_configs(self, val: bool = False) -> list[SourceConfig]:
+        """The sources training (``val=False``) or validation reads."""
+        return (self.val_sources or self.sources) if val else self.sources
 
 
 class TrainConfig(_Strict):

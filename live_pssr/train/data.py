@@ -27,11 +27,12 @@ camera data: measured, normalised PSNR on the simulator fell from 34 to 27 dB.)
 ``target_norm: own`` normalises the target by its own percentiles instead (scale-free, CSBDeep
 style).
 
-Augmentation (``data.augment``, ``data.intensity``): flips and 90-degree rotations of the pair;
-a gamma on each still image (per refresh period, before crappification, so noise follows the new
-contrast); an affine ``a * v + b`` on the normalised input and target together. Crappifier
-randomisation is the crappifier's own (``crappify.RandomizedCrappifier``): every degraded copy
-draws its parameters from the copy's seeded generator.
+Augmentation (``data.augment``, ``data.intensity``, ``data.zoom``): flips and 90-degree rotations
+of the pair; a resampling of each still image to a coarser pixel size and a gamma (per refresh
+period, before crappification, so noise follows the new sampling and contrast); an affine
+``a * v + b`` on the normalised input and target together. Crappifier randomisation is the
+crappifier's own (``crappify.RandomizedCrappifier``): every degraded copy draws its parameters
+from the copy's seeded generator.
 
 :class:`PairDataset` is map-style: sample ``i`` is drawn from ``np.random.default_rng((seed, i))``,
 so a run is reproducible, a resumed run continues with the very samples it would have seen, and
@@ -251,6 +252,7 @@ class StillPairs:
         refresh: int = 2048,
         intensity: str = "fit",
         gamma: tuple[float, float] = (1.0, 1.0),
+        zoom: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         from ..crappify import make_crappifier
 
@@ -266,7 +268,8 @@ class StillPairs:
         self.norm, self.target_norm, self.seed, self.refresh = norm, target_norm, seed, refresh
         self.versions = max(4, in_frames + 2)
         self.gamma = (float(gamma[0]), float(gamma[1]))
-        self._gamma_memo: dict[tuple[int, int], np.ndarray] = {}
+        self.zoom = (float(zoom[0]), float(zoom[1]))
+        self._image_memo: dict[tuple[int, int], np.ndarray] = {}
         self.images: list[np.ndarray] = []
         for img in images:
             img = to_unit(img)
@@ -288,18 +291,23 @@ class StillPairs:
         self._period = -1
 
     def image(self, k: int, period: int) -> np.ndarray:
-        """High-quality image ``k`` as seen in ``period``: with its gamma drawn (seeded) if any."""
-        lo, hi = self.gamma
-        if lo == hi == 1.0:
+        """High-quality image ``k`` as seen in ``period``: resampled and gamma'd (seeded) if asked."""
+        (g_lo, g_hi), (z_lo, z_hi) = self.gamma, self.zoom
+        if g_lo == g_hi == 1.0 and z_lo == z_hi == 1.0:
             return self.images[k]
         key = (k, period)
-        if key not in self._gamma_memo:
-            if len(self._gamma_memo) > 4 * len(self.images):
-                self._gamma_memo.clear()
-            u = np.random.default_rng((self.seed, k, period, 77)).uniform(np.log(lo), np.log(hi))
-            g = float(np.exp(u))
-            self._gamma_memo[key] = (self.images[k] ** g).astype(np.float32)
-        return self._gamma_memo[key]
+        if key not in self._image_memo:
+            if len(self._image_memo) > 4 * len(self.images):
+                self._image_memo.clear()
+            img = self.images[k]
+            if not z_lo == z_hi == 1.0:
+                u = np.random.default_rng((self.seed, k, period, 78)).uniform(np.log(z_lo), np.log(z_hi))
+                img = zoom_out(img, float(np.exp(u)), self.s)
+            if not g_lo == g_hi == 1.0:
+                u = np.random.default_rng((self.seed, k, period, 77)).uniform(np.log(g_lo), np.log(g_hi))
+                img = (img ** float(np.exp(u))).astype(np.float32)
+            self._image_memo[key] = img
+        return self._image_memo[key]
 
     def _copy(
         self, k: int, v: int, period: int
@@ -329,7 +337,8 @@ class StillPairs:
         period = index // self.refresh
         k = int(rng.choice(len(self.images), p=self.p))
         s = self.s
-        h, w = self.images[k].shape[0] // s, self.images[k].shape[1] // s
+        img = self.image(k, period)
+        h, w = img.shape[0] // s, img.shape[1] // s
         c = min(crop, h, w)
         i, j = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
         target_pos = self.f - 1 if self.target_frame == "newest" else self.f // 2
@@ -343,10 +352,26 @@ class StillPairs:
         x = np.stack([cp[0][i : i + c, j : j + c] for cp in copies])
         newest = copies[-1]  # the live Enhancer maps the output back with the newest frame's range
         fit = copies[target_pos][2]
-        img = self.image(k, period)
         a, b = target_affine(self.target_norm, img, newest[1], fit, self.norm)
         y = img[None, i * s : (i + c) * s, j * s : (j + c) * s] * a + b
         return x, y.astype(np.float32)
+
+
+def zoom_out(img: np.ndarray, factor: float, multiple: int) -> np.ndarray:
+    """``img`` resampled to ``factor`` (<= 1) of its size, anti-aliased, sides a multiple of ``multiple``.
+
+    Structures then sit at a coarser pixel size, as on another microscope; area averaging keeps
+    the high-quality image clean. Never below ``4 * multiple`` pixels a side.
+    """
+    from skimage.transform import resize
+
+    h, w = img.shape
+    nh = max(4 * multiple, round(h * factor) // multiple * multiple)
+    nw = max(4 * multiple, round(w * factor) // multiple * multiple)
+    if (nh, nw) == (h, w):
+        return img
+    out = resize(img, (nh, nw), order=1, anti_aliasing=True, preserve_range=True)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 class FMDPairs:
@@ -477,6 +502,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     seed=cfg.train.seed + (7 if val else 0),
                     intensity=src.intensity,
                     gamma=cfg.data.intensity.gamma if (cfg.data.intensity and not val) else (1.0, 1.0),
+                    zoom=cfg.data.zoom if not val else (1.0, 1.0),
                 )
             )
         elif isinstance(src, FMDSourceConfig):
