@@ -15,7 +15,7 @@ import yaml
 from live_pssr.errors import ConfigError, LivePSSRError, ModelFileError
 from live_pssr.modelio import load_model, save_model
 from live_pssr.train import load_config, parse_config, train
-from live_pssr.train.data import PairDataset, build_sources, window_indices
+from live_pssr.train.data import PairDataset, build_sources, to_unit, window_indices
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -626,6 +626,29 @@ def test_fmd_raw_repeats_draw_every_repeat_against_the_mean(real_data) -> None:
                for a, b in zip(draws, again, strict=True))  # seeded
     x0, y0 = plain.sample(np.random.default_rng(0), 64)
     assert x0.shape == y0.shape == (1, 64, 64) and np.isfinite(y0).all()
+
+
+def test_a_crappified_fmd_source_trains_super_resolution_on_the_means(real_data, image_dir: Path) -> None:
+    """``{kind: fmd, crappifier: ...}``: the 50-frame means are still images for any upscale."""
+    from live_pssr import datasets
+    from live_pssr.train.data import StillPairs
+
+    raw = tiny_config(image_dir)
+    crap = {"kind": "pssr-fluo", "scale": 4}
+    raw["data"]["sources"] = [{"kind": "fmd", "fields": [2, 4], "crappifier": crap}]
+    src = build_sources(parse_config(raw))[0][0]
+    assert isinstance(src, StillPairs) and len(src.images) == 3
+    means = [datasets.dark_subtracted(gt) for _, gt in datasets.fmd_pairs([2, 3, 4])]
+    assert all(np.allclose(a, to_unit(b)) for a, b in zip(src.images, means, strict=True))
+    x, y = src.sample(np.random.default_rng(0), 16)
+    assert x.shape == (1, 16, 16) and y.shape == (1, 64, 64)
+    bad = [({"fields": [1, 2], "crappifier": crap, "raw_repeats": True}, "raw_repeats"),
+           ({"fields": [1, 2], "crappifier": {"kind": "pssr-fluo", "scale": 2}}, "crappifier scale 2"),
+           ({"fields": [9, 12], "crappifier": crap}, "held-out")]
+    for extra, msg in bad:
+        raw["data"]["sources"] = [{"kind": "fmd", **extra}]
+        with pytest.raises(ConfigError, match=msg):
+            parse_config(raw)
 
 
 # ---------------------------------------------------------------------------------------------

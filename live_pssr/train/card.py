@@ -120,6 +120,9 @@ def render_card(
         how.append(f"fine-tuned from `{tcfg['init']}`")
     if dcfg.get("intensity"):
         how.append(f"intensity augmentation `{json.dumps(dcfg['intensity'], sort_keys=True)}`")
+    zoom = [float(z) for z in dcfg.get("zoom", (1.0, 1.0))]
+    if zoom != [1.0, 1.0]:
+        how.append(f"zoom augmentation (still images resampled to {zoom[0]:g}-{zoom[1]:g} of their size)")
     lines += ["- " + "; ".join(how), ""]
     hist = tr.get("history") or []
     if hist:  # the curve, at most ~12 rows

@@ -184,7 +184,11 @@ class RealSourceConfig(CrappifiedSourceBase):
 
 
 class FMDSourceConfig(_Strict):
-    """Real FMD pairs: one raw confocal frame -> the mean of 50 (denoising, upscale 1)."""
+    """Real FMD fields: one raw confocal frame -> the mean of 50 (denoising, upscale 1).
+
+    With a ``crappifier`` the 50-frame means are instead high-quality still images degraded by it
+    (any upscale: nuclei for a super-resolution model); the raw frames are then not used.
+    """
 
     kind: Literal["fmd"]
     weight: float = Field(1.0, gt=0)
@@ -193,9 +197,13 @@ class FMDSourceConfig(_Strict):
     #: also train on every one of the 50 raw repeats of fields 1 and 2 (the only fields whose
     #: repeats are in the data; their mean is the target): 50 noise draws of each instead of one
     raw_repeats: bool = False
+    #: ``crappify.make_crappifier`` config: train on the crappified means (None = raw -> mean)
+    crappifier: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> FMDSourceConfig:
+        if self.crappifier is not None and self.raw_repeats:
+            raise ValueError("raw_repeats needs the raw frames; a crappified FMD source uses only the means")
         a, b = self.fields
         if not 1 <= a <= b <= 20:
             raise ValueError("fields must be [first, last] within 1..20")
@@ -333,14 +341,14 @@ class Config(_Strict):
         named += [("data.val_sources", src) for src in self.data.val_sources or []]
         for i, (field, src) in enumerate(named):
             where = f"{field}[{i if field == 'data.sources' else i - len(self.data.sources)}] ({src.kind})"
-            if isinstance(src, CrappifiedSourceBase):
-                crap = src.crappifier
+            crap = src.crappifier if isinstance(src, CrappifiedSourceBase | FMDSourceConfig) else None
+            if crap is not None:
                 if crap.get("kind") == "randomized" and isinstance(crap.get("base"), dict):
                     crap = crap["base"]
                 scale = crap.get("scale")
                 if crap.get("kind") != "file" and scale is not None and scale != s:
                     raise ValueError(f"{where}: crappifier scale {scale} differs from model.upscale {s}")
-            if isinstance(src, FMDSourceConfig):
+            if isinstance(src, FMDSourceConfig) and src.crappifier is None:
                 if s != 1:
                     raise ValueError(f"{where}: FMD pairs are same-size (denoising); needs model.upscale 1")
                 if self.model.in_frames != 1:

@@ -10,7 +10,8 @@ Sources (one class each, chosen by the config's ``kind``):
   into a small pool of copies that is renewed every ``refresh`` samples, and crops are cut from
   it; a multi-frame input takes ``in_frames`` independent copies (the older ones optionally
   shifted by a sub-pixel amount).
-- :class:`FMDPairs`: real raw/avg50 pairs (denoising).
+- :class:`FMDPairs`: real raw/avg50 pairs (denoising). An FMD source with a crappifier is a
+  :class:`StillPairs` of the 50-frame means instead.
 
 Normalisation is what inference does: each input frame is normalised with the percentile range
 ``(lo, hi)`` of its *whole* frame (not of the crop: a crop of background would blow the noise up).
@@ -460,7 +461,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     sequences=max(1, min(2, src.sequences)) if val else None,
                 )
             )
-        elif isinstance(src, CrappifiedSourceBase):
+        elif isinstance(src, CrappifiedSourceBase) or (isinstance(src, FMDSourceConfig) and src.crappifier):
             if isinstance(src, MitoSourceConfig):
                 from .. import datasets
 
@@ -484,6 +485,12 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     planes = [arr] if arr.ndim == 2 else list(arr)
                     images += [datasets.dark_subtracted(p) for p in planes]
                 name = "real"
+            elif isinstance(src, FMDSourceConfig):  # the 50-frame means as high-quality images
+                from .. import datasets
+
+                fields = range(src.fields[0], src.fields[1] + 1)
+                images = [datasets.dark_subtracted(gt) for _, gt in datasets.fmd_pairs(fields)]
+                name = "fmd-means"
             else:
                 assert isinstance(src, ImagesSourceConfig)
                 images = load_still_images(src.paths)
@@ -498,9 +505,9 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     m.target_frame,
                     norm,
                     cfg.data.target_norm,
-                    mf_shift=src.mf_shift,
+                    mf_shift=getattr(src, "mf_shift", 0.0),
                     seed=cfg.train.seed + (7 if val else 0),
-                    intensity=src.intensity,
+                    intensity=getattr(src, "intensity", "fit"),
                     gamma=cfg.data.intensity.gamma if (cfg.data.intensity and not val) else (1.0, 1.0),
                     zoom=cfg.data.zoom if not val else (1.0, 1.0),
                 )
