@@ -449,6 +449,7 @@ NEW_TRAINING = {
         "ranges": {"var_factor": [0.2, 1.0], "pre_blur_px": [0.0, 1.0]}}),
     "ema": lambda c: c["train"].update(ema=0.9),
     "zoom": lambda c: c["data"].update(zoom=[0.5, 1.0]),
+    "haze": lambda c: c["data"].update(intensity={"haze": [0.0, 0.5]}),
 }
 
 
@@ -542,6 +543,29 @@ def test_zoom_augmentation_resamples_within_its_range_seeded_and_only_in_trainin
     assert small.shape == (32, 32) and small.std() < 0.1 * board.std()
 
 
+def test_haze_adds_out_of_focus_light_within_its_range_seeded_and_only_in_training(
+    image_dir: Path,
+) -> None:
+    raw = tiny_config(image_dir)
+    raw["data"]["sources"] = raw["data"]["sources"][1:]
+    raw["data"]["intensity"] = {"haze": [0.1, 0.4]}
+    cfg = parse_config(raw)
+    still = build_sources(cfg)[0][0]
+    base = still.images[0]
+    fractions = set()
+    for period in range(10):
+        img = still.image(0, period)
+        assert np.array_equal(img, still.image(0, period))
+        added = img - base
+        assert added.min() >= 0 and added.std() < base.std()  # smooth, non-negative light
+        f = added.max() / base.max()
+        assert 0.1 - 1e-5 <= f <= 0.4 + 1e-5
+        fractions.add(round(float(f), 3))
+    assert len(fractions) > 6
+    val = build_sources(cfg, val=True)[0][0]
+    assert val.image(0, 3) is val.images[0]
+
+
 def test_fine_tuning_starts_from_the_init_model(image_dir: Path, tmp_path: Path) -> None:
     base = parse_config(tiny_config(image_dir, steps=3))
     train(base, tmp_path / "base.safetensors", ckpt_dir=tmp_path / "ck0", progress=False)
@@ -565,6 +589,7 @@ def test_fine_tuning_starts_from_the_init_model(image_dir: Path, tmp_path: Path)
         (lambda c: c["train"].update(ssim_weight=2), "train.ssim_weight"),
         (lambda c: c["data"].update(intensity={"gamma": [2.0, 1.0]}), "gamma must be"),
         (lambda c: c["data"].update(zoom=[0.5, 2.0]), "zoom must be"),
+        (lambda c: c["data"].update(intensity={"haze": [-0.1, 0.2]}), "haze must be"),
         (lambda c: c["data"].update(intensity={"contrast": [1, 2]}), "data.intensity.contrast"),
         (lambda c: c["data"]["sources"][1].update(crappifier={
             "kind": "randomized", "base": {"kind": "pssr-fluo", "scale": 2}, "ranges": {}}),

@@ -229,18 +229,25 @@ class IntensityAugConfig(_Strict):
 
     ``gamma``: the high-quality still image is raised to a power drawn log-uniformly from this
     range (per image and pool refresh, before it is crappified: new contrast between bright and
-    faint structures; still sources only). ``scale`` / ``shift``: the normalised input and target
-    both become ``a * v + b`` (a drawn uniformly from ``scale``, b from ``shift``; every source),
-    so the network sees inputs beyond the exact percentile range live frames are normalised to.
+    faint structures; still sources only). ``haze``: out-of-focus light added to the high-quality
+    still image, a wide blur of the image itself (sigma 16 px) scaled to a fraction drawn from
+    this range of the image's maximum (per image and refresh, after the gamma, before the
+    crappifier: the crappifier's noise then also sits on a bright background, as in widefield
+    images; the target keeps the haze, as a widefield truth does). ``scale`` / ``shift``: the
+    normalised input and target both become ``a * v + b`` (a drawn uniformly from ``scale``, b
+    from ``shift``; every source), so the network sees inputs beyond the exact percentile range
+    live frames are normalised to.
     """
 
     gamma: tuple[float, float] = (1.0, 1.0)
     scale: tuple[float, float] = (1.0, 1.0)
     shift: tuple[float, float] = (0.0, 0.0)
+    haze: tuple[float, float] = (0.0, 0.0)
 
     @model_validator(mode="after")
     def _check(self) -> IntensityAugConfig:
         _range(self.gamma, "gamma", 0.2, 5.0)
+        _range(self.haze, "haze", 0.0, 2.0)
         _range(self.scale, "scale", 0.1, 10.0)
         _range(self.shift, "shift", -1.0, 1.0)
         return self

@@ -29,8 +29,9 @@ camera data: measured, normalised PSNR on the simulator fell from 34 to 27 dB.)
 style).
 
 Augmentation (``data.augment``, ``data.intensity``, ``data.zoom``): flips and 90-degree rotations
-of the pair; a resampling of each still image to a coarser pixel size and a gamma (per refresh
-period, before crappification, so noise follows the new sampling and contrast); an affine
+of the pair; a resampling of each still image to a coarser pixel size, a gamma and out-of-focus
+haze (per refresh period, before crappification, so noise follows the new sampling, contrast and
+background); an affine
 ``a * v + b`` on the normalised input and target together. Crappifier randomisation is the
 crappifier's own (``crappify.RandomizedCrappifier``): every degraded copy draws its parameters
 from the copy's seeded generator.
@@ -254,6 +255,7 @@ class StillPairs:
         intensity: str = "fit",
         gamma: tuple[float, float] = (1.0, 1.0),
         zoom: tuple[float, float] = (1.0, 1.0),
+        haze: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         from ..crappify import make_crappifier
 
@@ -270,6 +272,7 @@ class StillPairs:
         self.versions = max(4, in_frames + 2)
         self.gamma = (float(gamma[0]), float(gamma[1]))
         self.zoom = (float(zoom[0]), float(zoom[1]))
+        self.haze = (float(haze[0]), float(haze[1]))
         self._image_memo: dict[tuple[int, int], np.ndarray] = {}
         self.images: list[np.ndarray] = []
         for img in images:
@@ -292,9 +295,9 @@ class StillPairs:
         self._period = -1
 
     def image(self, k: int, period: int) -> np.ndarray:
-        """High-quality image ``k`` as seen in ``period``: resampled and gamma'd (seeded) if asked."""
-        (g_lo, g_hi), (z_lo, z_hi) = self.gamma, self.zoom
-        if g_lo == g_hi == 1.0 and z_lo == z_hi == 1.0:
+        """High-quality image ``k`` as seen in ``period``: resampled, gamma'd, hazed (seeded) if asked."""
+        (g_lo, g_hi), (z_lo, z_hi), (h_lo, h_hi) = self.gamma, self.zoom, self.haze
+        if g_lo == g_hi == 1.0 and z_lo == z_hi == 1.0 and h_lo == h_hi == 0.0:
             return self.images[k]
         key = (k, period)
         if key not in self._image_memo:
@@ -307,6 +310,9 @@ class StillPairs:
             if not g_lo == g_hi == 1.0:
                 u = np.random.default_rng((self.seed, k, period, 77)).uniform(np.log(g_lo), np.log(g_hi))
                 img = (img ** float(np.exp(u))).astype(np.float32)
+            if not h_lo == h_hi == 0.0:
+                f = np.random.default_rng((self.seed, k, period, 79)).uniform(h_lo, h_hi)
+                img = add_haze(img, float(f))
             self._image_memo[key] = img
         return self._image_memo[key]
 
@@ -373,6 +379,19 @@ def zoom_out(img: np.ndarray, factor: float, multiple: int) -> np.ndarray:
         return img
     out = resize(img, (nh, nw), order=1, anti_aliasing=True, preserve_range=True)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def add_haze(img: np.ndarray, fraction: float, sigma: float = 16.0) -> np.ndarray:
+    """``img`` plus out-of-focus light: its own wide blur, peaking at ``fraction`` of its maximum."""
+    from scipy.ndimage import gaussian_filter
+
+    if fraction <= 0:
+        return img
+    blur = gaussian_filter(img.astype(np.float32), sigma, mode="nearest")
+    peak = float(blur.max())
+    if peak <= 0:
+        return img
+    return (img + blur * np.float32(fraction * float(img.max()) / peak)).astype(np.float32)
 
 
 class FMDPairs:
@@ -510,6 +529,7 @@ def build_sources(cfg: Config, val: bool = False) -> tuple[list[PairSource], lis
                     intensity=getattr(src, "intensity", "fit"),
                     gamma=cfg.data.intensity.gamma if (cfg.data.intensity and not val) else (1.0, 1.0),
                     zoom=cfg.data.zoom if not val else (1.0, 1.0),
+                    haze=cfg.data.intensity.haze if (cfg.data.intensity and not val) else (0.0, 0.0),
                 )
             )
         elif isinstance(src, FMDSourceConfig):
