@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import ModelFileError
 from ..modelio import ModelSpec, read_spec, save_model
 from ..nets import build_net
-from .config import Config, CrappifiedSourceBase
+from .config import Config
 from .data import PairDataset, build_sources, fixed_batch
 from .losses import make_loss
 
@@ -271,7 +271,7 @@ def _describe_sources(cfg: Config, sources: list[Any], val: bool = False) -> lis
             d.update(sequences=len(src.powers), laser_powers=[round(p, 4) for p in src.powers])
         if hasattr(src, "images"):
             d["images"] = len(src.images)
-        if isinstance(scfg, CrappifiedSourceBase):
+        if getattr(scfg, "crappifier", None) is not None:  # still images (an FMD source's means too)
             d["crappifier"] = src.crap.config() if hasattr(src.crap, "config") else scfg.crappifier
         if scfg.kind == "fmd":
             d["fields"] = list(scfg.fields)
