@@ -513,16 +513,21 @@ def test_intensity_augmentation_is_seeded_and_within_its_ranges(image_dir: Path)
     assert val.image(0, 3) is val.images[0]
 
 
+def _still_source(image_dir: Path, **data: Any) -> tuple[Any, Any]:
+    """The tiny config with only its still-image source and ``data`` fields set; (config, source)."""
+    raw = tiny_config(image_dir)
+    raw["data"]["sources"] = raw["data"]["sources"][1:]
+    raw["data"].update(data)
+    cfg = parse_config(raw)
+    return cfg, build_sources(cfg)[0][0]
+
+
 def test_zoom_augmentation_resamples_within_its_range_seeded_and_only_in_training(
     image_dir: Path,
 ) -> None:
     from live_pssr.train.data import zoom_out
 
-    raw = tiny_config(image_dir)
-    raw["data"]["sources"] = raw["data"]["sources"][1:]
-    raw["data"]["zoom"] = [0.5, 1.0]
-    cfg = parse_config(raw)
-    still = build_sources(cfg)[0][0]
+    cfg, still = _still_source(image_dir, zoom=[0.5, 1.0])
     base = still.images[0]
     sides = set()
     for period in range(12):
@@ -546,11 +551,7 @@ def test_zoom_augmentation_resamples_within_its_range_seeded_and_only_in_trainin
 def test_haze_adds_out_of_focus_light_within_its_range_seeded_and_only_in_training(
     image_dir: Path,
 ) -> None:
-    raw = tiny_config(image_dir)
-    raw["data"]["sources"] = raw["data"]["sources"][1:]
-    raw["data"]["intensity"] = {"haze": [0.1, 0.4]}
-    cfg = parse_config(raw)
-    still = build_sources(cfg)[0][0]
+    cfg, still = _still_source(image_dir, intensity={"haze": [0.1, 0.4]})
     base = still.images[0]
     fractions = set()
     for period in range(10):
