@@ -31,10 +31,9 @@ style).
 Augmentation (``data.augment``, ``data.intensity``, ``data.zoom``): flips and 90-degree rotations
 of the pair; a resampling of each still image to a coarser pixel size, a gamma and out-of-focus
 haze (per refresh period, before crappification, so noise follows the new sampling, contrast and
-background); an affine
-``a * v + b`` on the normalised input and target together. Crappifier randomisation is the
-crappifier's own (``crappify.RandomizedCrappifier``): every degraded copy draws its parameters
-from the copy's seeded generator.
+background); an affine ``a * v + b`` on the normalised input and target together. Crappifier
+randomisation is the crappifier's own (``crappify.RandomizedCrappifier``): every degraded copy
+draws its parameters from the copy's seeded generator.
 
 :class:`PairDataset` is map-style: sample ``i`` is drawn from ``np.random.default_rng((seed, i))``,
 so a run is reproducible, a resumed run continues with the very samples it would have seen, and
@@ -367,8 +366,9 @@ class StillPairs:
 def zoom_out(img: np.ndarray, factor: float, multiple: int) -> np.ndarray:
     """``img`` resampled to ``factor`` (<= 1) of its size, anti-aliased, sides a multiple of ``multiple``.
 
-    Structures then sit at a coarser pixel size, as on another microscope; area averaging keeps
-    the high-quality image clean. Never below ``4 * multiple`` pixels a side.
+    Structures then sit at a coarser pixel size, as on another microscope; the Gaussian prefilter
+    before linear interpolation keeps the high-quality image free of aliasing. Never below
+    ``4 * multiple`` pixels a side.
     """
     from skimage.transform import resize
 
