@@ -28,9 +28,7 @@ Method (``--task sr``, the default: 4x super-resolution scored on ``mito-holdout
 * live-pssr trains its default model's config, ``configs/mito-sr4-fast.yaml``, with its own
   trainer (``python -m live_pssr.train ... --max-minutes B --threads 1``). Note that config's data:
   the same mito images (its ``mito`` source, PSSR's published crappifier), plus its simulated
-  microscope, two other real high-SNR structures (BPAE actin, nuclei), the FMD nuclei means of
-  fields 1-10 and zoom augmentation -- its default recipe (the README's table was measured with
-  the round-4 recipe, before the FMD means and zoom).
+  microscope and two other real high-SNR structures (BPAE actin, nuclei) -- its default recipe.
   It keeps the weights with the best validation loss. The shipped ``models/mito-sr4-fast`` is
   scored too, as a reference row (it was trained under its own budget, not this one).
 * Scoring: ``live_pssr.evaluate.build_dataset("mito-holdout", upscale=4)`` (the held-out HeLa and
