@@ -276,7 +276,8 @@ class DataConfig(_Strict):
     #: resample each high-quality still image to a factor drawn log-uniformly from this range (per
     #: image and pool refresh, before it is crappified; still sources, training only): the same
     #: structures at coarser pixel sizes, as other microscopes sample them. At most 1: enlarging
-    #: would blur the target.
+    #: would blur the target. Measured: it also makes pixel-scale variation rare in the inputs, and
+    #: nets trained with it smooth away high-SNR pixel-scale content (configs/mito-sr4-fast-v5zf.yaml).
     zoom: tuple[float, float] = (1.0, 1.0)
 
     @field_validator("zoom")
