@@ -67,7 +67,11 @@ def test_slow_model_every_raw_frame_saved(tmp_path, tiny_model, policy):
         assert summary.enhanced_after > 0  # the backlog was worked off from disk
         # backlog frames equal what the model gives on the raw frame read back
         after = np.flatnonzero(r.records["status"] == FrameStatus.AFTER)[0]
-        np.testing.assert_array_equal(r.enhanced_frame(after), Enhancer(tiny_model).enhance(frames[after]))
+        # (the backlog is worked off in batches, B > 1: float sums in another order may round one
+        # grey level differently from a single-frame call; batching is exact within that gate)
+        stored = r.enhanced_frame(after).astype(np.int64)
+        fresh = Enhancer(tiny_model).enhance(frames[after]).astype(np.int64)
+        assert stored.shape == fresh.shape and np.abs(stored - fresh).max() <= 1
     else:
         assert counts["skipped"] > 0 and counts["live"] + counts["skipped"] == 40
         assert r.status_counts()["live"] == summary.enhanced_live
