@@ -668,9 +668,16 @@ def test_a_crappified_fmd_source_trains_super_resolution_on_the_means(real_data,
     assert all(np.allclose(a, to_unit(b)) for a, b in zip(src.images, means, strict=True))
     x, y = src.sample(np.random.default_rng(0), 16)
     assert x.shape == (1, 16, 16) and y.shape == (1, 64, 64)
+    # the still-pair options of every crappified source reach the pairs
+    raw["data"]["sources"] = [{"kind": "fmd", "fields": [2, 2], "crappifier": crap,
+                               "intensity": "same", "mf_shift": 0.5}]
+    src = build_sources(parse_config(raw))[0][0]
+    assert (src.intensity, src.mf_shift) == ("same", 0.5)
     bad = [({"fields": [1, 2], "crappifier": crap, "raw_repeats": True}, "raw_repeats"),
            ({"fields": [1, 2], "crappifier": {"kind": "pssr-fluo", "scale": 2}}, "crappifier scale 2"),
-           ({"fields": [9, 12], "crappifier": crap}, "held-out")]
+           ({"fields": [9, 12], "crappifier": crap}, "held-out"),
+           ({"fields": [1, 2], "intensity": "same"}, "add a crappifier"),
+           ({"fields": [1, 2], "mf_shift": 0.5}, "add a crappifier")]
     for extra, msg in bad:
         raw["data"]["sources"] = [{"kind": "fmd", **extra}]
         with pytest.raises(ConfigError, match=msg):

@@ -112,18 +112,23 @@ class SimSourceConfig(_Strict):
         return self
 
 
-class CrappifiedSourceBase(_Strict):
-    """High-quality still images degraded on the fly by a crappifier."""
+class StillPairOptions(_Strict):
+    """How pairs are made from a high-quality still image (every source that crappifies one)."""
 
     weight: float = Field(1.0, gt=0)
-    #: ``crappify.make_crappifier`` config; its scale must equal model.upscale
-    crappifier: dict[str, Any] = Field(default_factory=lambda: {"kind": "pssr-fluo", "scale": 4})
     #: max sub-pixel shift (low-res pixels) between the frames made for a multi-frame input
     mf_shift: float = Field(0.0, ge=0, le=4)
     #: the target's intensities in the input's units: "fit" = least squares ``input ~ alpha *
     #: downsample(target) + beta`` over each degraded copy (a camera model's gain and offset; the
     #: positive bias PSSR's clipped noise adds to dark areas), "same" = the clean image unchanged
     intensity: Literal["fit", "same"] = "fit"
+
+
+class CrappifiedSourceBase(StillPairOptions):
+    """High-quality still images degraded on the fly by a crappifier."""
+
+    #: ``crappify.make_crappifier`` config; its scale must equal model.upscale
+    crappifier: dict[str, Any] = Field(default_factory=lambda: {"kind": "pssr-fluo", "scale": 4})
 
 
 class ImagesSourceConfig(CrappifiedSourceBase):
@@ -183,15 +188,15 @@ class RealSourceConfig(CrappifiedSourceBase):
         return v
 
 
-class FMDSourceConfig(_Strict):
+class FMDSourceConfig(StillPairOptions):
     """Real FMD fields: one raw confocal frame -> the mean of 50 (denoising, upscale 1).
 
     With a ``crappifier`` the 50-frame means are instead high-quality still images degraded by it
-    (any upscale: nuclei for a super-resolution model); the raw frames are then not used.
+    (any upscale: nuclei for a super-resolution model); the raw frames are then not used, and
+    ``mf_shift`` / ``intensity`` apply as for any still source (without one they are refused).
     """
 
     kind: Literal["fmd"]
-    weight: float = Field(1.0, gt=0)
     #: inclusive field range; fields 11-20 are the held-out evaluation set
     fields: tuple[int, int] = (1, 10)
     #: also train on every one of the 50 raw repeats of fields 1 and 2 (the only fields whose
@@ -204,6 +209,11 @@ class FMDSourceConfig(_Strict):
     def _check(self) -> FMDSourceConfig:
         if self.crappifier is not None and self.raw_repeats:
             raise ValueError("raw_repeats needs the raw frames; a crappified FMD source uses only the means")
+        if self.crappifier is None and ({"mf_shift", "intensity"} & self.model_fields_set):
+            raise ValueError(
+                "mf_shift and intensity shape crappified pairs; an FMD source without a crappifier "
+                "trains on raw frames -> means (add a crappifier or drop them)"
+            )
         a, b = self.fields
         if not 1 <= a <= b <= 20:
             raise ValueError("fields must be [first, last] within 1..20")

@@ -271,7 +271,7 @@ def _describe_sources(cfg: Config, sources: list[Any], val: bool = False) -> lis
             d.update(sequences=len(src.powers), laser_powers=[round(p, 4) for p in src.powers])
         if hasattr(src, "images"):
             d["images"] = len(src.images)
-        if getattr(scfg, "crappifier", None) is not None:  # still images (an FMD source's means too)
+        if hasattr(src, "crap"):  # crappified still images (an FMD source's means too)
             d["crappifier"] = src.crap.config() if hasattr(src.crap, "config") else scfg.crappifier
         if scfg.kind == "fmd":
             d["fields"] = list(scfg.fields)
