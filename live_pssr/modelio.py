@@ -203,7 +203,23 @@ def save_model(path: str | Path, net: nn.Module, spec: ModelSpec, half: bool = F
         for k, v in net.state_dict().items()
     }
     save_file(state, str(path), metadata={SPEC_KEY: spec.to_json()})
+    # safetensors writes 0600 whatever the umask: a model on a shared lab machine must be readable
+    # by whoever the umask lets read the user's other files
+    path.chmod(0o666 & ~_umask())
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_spec(path: str | Path) -> ModelSpec:

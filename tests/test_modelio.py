@@ -199,3 +199,18 @@ def test_a_folder_named_like_a_model_does_not_hide_the_model(tmp_path, monkeypat
     assert resolve_model("mito-sr4-fast").suffix == ".safetensors"
     with pytest.raises(ModelFileError, match="is a folder"):
         resolve_model("./mito-sr4-fast")
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_saved_model_has_the_umask_s_permissions(tmp_path, umask, mode):
+    """safetensors itself writes 0600; a model on a shared lab machine follows the user's umask."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.safetensors"
+    code = ("import os, sys; os.umask(int(sys.argv[2], 8)); "
+            "from live_pssr.modelio import ModelSpec, save_model; from live_pssr.nets import FastSRNet; "
+            "save_model(sys.argv[1], FastSRNet(width=4), ModelSpec('m', 'fast-sr', {'width': 4}, upscale=4))")
+    subprocess.run([sys.executable, "-c", code, str(out), oct(umask)[2:]], check=True)
+    assert out.stat().st_mode & 0o777 == mode
+    assert load_model(out).spec.name == "m"
