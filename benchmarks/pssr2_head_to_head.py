@@ -28,7 +28,9 @@ Method (``--task sr``, the default: 4x super-resolution scored on ``mito-holdout
 * live-pssr trains its default model's config, ``configs/mito-sr4-fast.yaml``, with its own
   trainer (``python -m live_pssr.train ... --max-minutes B --threads 1``). Note that config's data:
   the same mito images (its ``mito`` source, PSSR's published crappifier), plus its simulated
-  microscope and two other real high-SNR structures (BPAE actin, nuclei) -- its default recipe.
+  microscope, two other real high-SNR structures (BPAE actin, nuclei) and the FMD nuclei means of
+  fields 1-10 (crappified the same way) -- its default recipe. The table in ``models/README.md``
+  was measured with the round-4 recipe (no FMD means).
   It keeps the weights with the best validation loss. The shipped ``models/mito-sr4-fast`` is
   scored too, as a reference row (it was trained under its own budget, not this one).
 * Scoring: ``live_pssr.evaluate.build_dataset("mito-holdout", upscale=4)`` (the held-out HeLa and
