@@ -49,7 +49,8 @@ Method (``--task sr``, the default: 4x super-resolution scored on ``mito-holdout
 ``--task denoise`` (1x, scored on ``fmd-holdout``): PSSR2's ``ResUNet(scale=1)`` (its documented
 denoising set-up, ``lr_scale=1``) trained on the real FMD pairs of fields 1-10 with its
 ``PairedImageDataset`` (the raw 8-bit frames as they are, no crappifier), against
-``configs/denoise-fast.yaml`` (FMD fields 1-10 plus simulated and camera-model data) and the
+``configs/denoise-fast.yaml`` (FMD fields 1-10 plus still images degraded by FMD's calibrated
+camera and simulated data; the table in ``models/README.md`` was measured with the round-5 recipe) and the
 shipped ``denoise-fast``; inputs are already 8-bit, so no scaling; the baseline is the raw input.
 One deviation from PSSR2's defaults there: ``hr_res`` 128 (non-overlapping tiles, 16 per field)
 instead of 512, because at scale 1 the U-Net runs at full resolution: one 512 px sample takes

@@ -25,7 +25,7 @@ for name in "${MODELS[@]}"; do
   echo "== training $name"
   "$PY" -m live_pssr.train "${args[@]}"
   case "$name" in
-    denoise-*) evals=(--eval fmd-holdout --failures fmd-holdout) ;;
+    denoise-*) evals=(--eval fmd-holdout --eval sim-timelapse --failures fmd-holdout) ;;
     *) evals=(--eval mito-holdout --eval class-holdout --eval sim-timelapse
               --failures mito-holdout --failures class-holdout) ;;
   esac
