@@ -257,3 +257,16 @@ def test_a_failing_final_metadata_write_keeps_every_frame_and_says_so(tmp_path, 
     _validate_all(path)
     leftovers = [p for p in path.rglob("*.final.tmp") if p != blocker]
     assert not leftovers, leftovers
+
+
+def test_close_xml_with_planes_is_what_ome_types_writes():
+    """Close puts the planes into the cached text in ome-types' own format: the same bytes."""
+    times = [0.0, 1e-05, 123456.789, float("nan"), 0.1 + 0.2, 1e20, 2.5e-7, *np.linspace(0.02, 9.9, 40)]
+    images = [{"name": name, "size_t": len(times), "size_y": 8, "size_x": 8, "pixel_size_um": 0.1,
+               "dtype": dtype, "time_increment_s": 0.01, "delta_t_s": dts}
+              for name, dtype, dts in (("raw", "uint16", times), ("enhanced", "float32", times[:5]),
+                                       ("consistency", "float16", None))]
+    text = layout.ome_xml(images)
+    assert text == '<?xml version="1.0" encoding="UTF-8"?>\n' + to_xml(layout.ome_model(images)) + "\n"
+    doc = from_xml(text, validate=True)
+    assert [len(im.pixels.planes) for im in doc.images] == [len(times) - 1, 4, 0]

@@ -620,7 +620,7 @@ def _image_attrs(run: dict[str, Any], key: str, time_scale_s: float,
 
 
 def _sample_frames(arr: ChunkFileArray, frames: np.ndarray, count: int = 3,
-                   max_pixels: int = 1 << 20) -> list[np.ndarray]:
+                   max_pixels: int = 1 << 18) -> list[np.ndarray]:
     """Up to ``count`` of ``frames`` (evenly spread) read back, strided to ``max_pixels`` each.
 
     For display windows only: an unreadable chunk is left out (the window falls back to the dtype's).
