@@ -210,7 +210,8 @@ def save_model(path: str | Path, net: nn.Module, spec: ModelSpec, half: bool = F
 
 
 def _umask() -> int:
-    """The process's umask, read without changing it (``os.umask`` sets it for every thread)."""
+    """The process's umask: from ``/proc`` where there is one (``os.umask``, the fallback, sets it
+    for every thread while it reads it)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
