@@ -42,7 +42,8 @@ disk cannot lose it. Only durable frames may be acknowledged to Micro-Manager as
 Enhancement: each job carries its own window of frames (multi-frame models), taken from memory
 when the frame arrives, so a slow disk never makes a window read frames not yet written. The
 enhancer prefers live frames; deferred frames are worked off whenever the live queue is empty
-and, at :meth:`LivePipeline.stop`, until none is left (the backlog is a list of indices, pixels
+(without waiting for a live frame once the next one is on disk: a 20 ms wait per fetch had kept
+the backlog at half the engine's rate) and, at :meth:`LivePipeline.stop`, until none is left (the backlog is a list of indices, pixels
 are read back from disk).
 
 Finisher (``complete``): the enhancer thread runs the engine and hands each output to the
@@ -518,8 +519,9 @@ class LivePipeline:
                     self._slot_cv.wait(0.05)
                 job, self._slot = self._slot, None
             return ([job] if job is not None else []), []
-        try:
-            jobs = [self._enh_q.get(timeout=0.02 if self._deferred else 0.05)]
+        try:  # live frames first; a backlog on disk is never kept waiting for one that may come
+            jobs = [self._enh_q.get_nowait() if self._backlog_ready()
+                    else self._enh_q.get(timeout=0.02 if self._deferred else 0.05)]
         except queue.Empty:
             jobs = []
         while jobs and len(jobs) < self.max_batch:  # frames already waiting join the batch
@@ -540,6 +542,12 @@ class LivePipeline:
                         self._deferred.clear()
                     break
         return [], deferred
+
+    def _backlog_ready(self) -> bool:
+        """Whether the oldest deferred frame's raw frame is on disk (it can be enhanced now)."""
+        with self._lock:
+            return (bool(self._deferred) and self.store is not None and not self._abandon.is_set()
+                    and self._deferred[0] < self.store.n_appended)
 
     def _enhance_loop(self) -> None:
         try:
