@@ -43,8 +43,8 @@ Enhancement: each job carries its own window of frames (multi-frame models), tak
 when the frame arrives, so a slow disk never makes a window read frames not yet written. The
 enhancer prefers live frames; deferred frames are worked off whenever the live queue is empty
 (without waiting for a live frame once the next one is on disk: a 20 ms wait per fetch had kept
-the backlog at half the engine's rate) and, at :meth:`LivePipeline.stop`, until none is left (the backlog is a list of indices, pixels
-are read back from disk).
+the backlog at half the engine's rate) and, at :meth:`LivePipeline.stop`, until none is left (the
+backlog is a list of indices, pixels are read back from disk).
 
 Finisher (``complete``): the enhancer thread runs the engine and hands each output to the
 finisher thread (a queue of 2), which writes the enhanced frame, runs the check, updates the
