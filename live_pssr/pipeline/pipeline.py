@@ -519,8 +519,10 @@ class LivePipeline:
                     self._slot_cv.wait(0.05)
                 job, self._slot = self._slot, None
             return ([job] if job is not None else []), []
+        with self._lock:
+            backlog_ready = self._deferred_head_on_disk()
         try:  # live frames first; a backlog on disk is never kept waiting for one that may come
-            jobs = [self._enh_q.get_nowait() if self._backlog_ready()
+            jobs = [self._enh_q.get_nowait() if backlog_ready
                     else self._enh_q.get(timeout=0.02 if self._deferred else 0.05)]
         except queue.Empty:
             jobs = []
@@ -533,21 +535,20 @@ class LivePipeline:
             return jobs, []
         deferred: list[int] = []
         with self._lock:
-            while (self._deferred and len(deferred) < self.max_batch and not self._abandon.is_set()
-                   and self.store is not None):
-                if self._deferred[0] < self.store.n_appended:
-                    deferred.append(self._deferred.popleft())
-                else:
-                    if self._raw_done.is_set():  # its raw frame will never be written: stays pending
-                        self._deferred.clear()
-                    break
+            while len(deferred) < self.max_batch and self._deferred_head_on_disk():
+                deferred.append(self._deferred.popleft())
+            if (len(deferred) < self.max_batch and self._deferred and self.store is not None
+                    and not self._abandon.is_set() and self._raw_done.is_set()):
+                self._deferred.clear()  # their raw frames will never be written: they stay pending
         return [], deferred
 
-    def _backlog_ready(self) -> bool:
-        """Whether the oldest deferred frame's raw frame is on disk (it can be enhanced now)."""
-        with self._lock:
-            return (bool(self._deferred) and self.store is not None and not self._abandon.is_set()
-                    and self._deferred[0] < self.store.n_appended)
+    def _deferred_head_on_disk(self) -> bool:
+        """Whether the oldest deferred frame can be enhanced now (its raw frame is on disk).
+
+        The caller holds ``self._lock``.
+        """
+        return (bool(self._deferred) and self.store is not None and not self._abandon.is_set()
+                and self._deferred[0] < self.store.n_appended)
 
     def _enhance_loop(self) -> None:
         try:
